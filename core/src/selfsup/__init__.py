@@ -1,0 +1,12 @@
+"""selfsup: cross-domain self-supervised learning.
+
+Importing this package imports neither torch's heavy parts nor any domain library;
+plugins are loaded lazily, on first use of the registry.
+"""
+
+from __future__ import annotations
+
+from selfsup.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl"]
