@@ -1,0 +1,136 @@
+"""Core's own components, registered through the same hooks as any plugin.
+
+Factories are given as ``"module:function"`` strings, so registering imports
+neither torch nor scikit-learn; they are imported when a component is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from selfsup.components import (
+    ANY_MODALITY,
+    BenchmarkSpec,
+    DatasetSpec,
+    EncoderSpec,
+    EvaluatorSpec,
+    PretextSpec,
+)
+from selfsup.hookspecs import hookimpl
+
+Register = Callable[[Any], None]
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register(
+        DatasetSpec(
+            "core.digits",
+            "selfsup.datasets.digits:build",
+            ("vector",),
+            "UCI handwritten digits (1,797 8x8 images shipped with scikit-learn) as 64-d "
+            "vectors; 10 classes; noise, masking and shift views",
+            options={"seed": 0, "noise_std": 0.1, "mask_prob": 0.2, "shift": 1},
+            offline=True,
+        )
+    )
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    register(
+        EncoderSpec(
+            "core.mlp",
+            "selfsup.encoders.mlp:build",
+            ("vector",),
+            "multilayer perceptron for flat vectors",
+            options={"hidden_dims": [256, 256], "embed_dim": 128, "norm": "batch"},
+        )
+    )
+
+
+_OBJECTIVES = {
+    "simclr": "SimCLR / NT-Xent contrastive loss (Chen et al., ICML 2020)",
+    "barlow_twins": "Barlow Twins redundancy reduction (Zbontar et al., ICML 2021)",
+    "vicreg": "VICReg variance-invariance-covariance (Bardes et al., ICLR 2022)",
+    "byol": "BYOL with an EMA target network (Grill et al., NeurIPS 2020)",
+    "simsiam": "SimSiam stop-gradient siamese network (Chen & He, CVPR 2021)",
+}
+
+
+@hookimpl
+def register_pretext_tasks(register: Register) -> None:
+    for name, summary in _OBJECTIVES.items():
+        register(
+            PretextSpec(
+                f"core.{name}",
+                f"selfsup.objectives.{name}:build",
+                (ANY_MODALITY,),
+                summary + "; uses the dataset's views",
+                needs_views=True,
+            )
+        )
+    register(
+        PretextSpec(
+            "core.directpred",
+            "selfsup.objectives.simsiam:build",
+            (ANY_MODALITY,),
+            "SimSiam with a DirectPred predictor set from the correlation of its inputs "
+            "(Tian et al., ICML 2021); uses the dataset's views",
+            options={"predictor": "directpred"},
+            needs_views=True,
+        )
+    )
+
+
+_CLASSIFY_OR_REGRESS = ("classification", "regression")
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    for name, summary, kinds in (
+        ("linear_probe", "logistic / ridge regression on frozen embeddings, "
+         "regularisation chosen on validation", _CLASSIFY_OR_REGRESS),
+        ("knn", "cosine k-nearest-neighbour classification on frozen embeddings",
+         ("classification",)),
+        ("kmeans", "k-means clustering of frozen embeddings, NMI and ARI against labels",
+         ("classification",)),
+        ("finetune", "fine-tuning encoder and linear head with 1%, 10%, 100% of labels",
+         _CLASSIFY_OR_REGRESS),
+        ("cka", "linear CKA between the encoder and a random-init encoder", ("*",)),
+    ):
+        register(
+            EvaluatorSpec(
+                f"core.{name}",
+                f"selfsup.evaluators.{name}:build",
+                (ANY_MODALITY,),
+                summary,
+                task_kinds=kinds,
+            )
+        )
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    register(
+        BenchmarkSpec(
+            name="core.digits",
+            dataset="core.digits",
+            encoder="core.mlp",
+            pretexts=(
+                "core.simclr",
+                "core.barlow_twins",
+                "core.vicreg",
+                "core.byol",
+                "core.simsiam",
+                "core.directpred",
+            ),
+            evaluators=("core.linear_probe", "core.knn", "core.kmeans"),
+            evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
+            summary="digits as 64-d vectors: every generic objective on an MLP, "
+            "probed against input pixels, a random-init and a supervised MLP",
+            train={"steps": 300, "batch_size": 256, "lr": 2e-3, "warmup_steps": 20},
+            gpu_train={"steps": 3000, "batch_size": 512, "lr": 2e-3, "warmup_steps": 100},
+        )
+    )

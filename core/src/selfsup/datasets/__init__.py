@@ -1,0 +1,1 @@
+"""Core's own built-in dataset, so selfsup runs and is tested without any plugin."""

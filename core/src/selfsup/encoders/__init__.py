@@ -1,0 +1,1 @@
+"""Core's own encoders for the ``vector`` modality."""

@@ -1,0 +1,60 @@
+"""A multilayer perceptron encoder for flat ``vector`` samples ``[B, F] -> [B, D]``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfsup.components import SSLDataset
+
+NORMS = ("batch", "layer", "none")
+
+
+class MLPEncoder(nn.Module):
+    """Linear -> norm -> ReLU blocks, then a linear map to ``embed_dim``."""
+
+    def __init__(
+        self, in_dim: int, hidden_dims: Sequence[int] = (256, 256), embed_dim: int = 128,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"core.mlp: norm={norm!r} must be one of {NORMS}")
+        if in_dim < 1 or embed_dim < 1 or any(h < 1 for h in hidden_dims):
+            raise ValueError(
+                f"core.mlp: dimensions must be positive (in_dim={in_dim}, "
+                f"hidden_dims={list(hidden_dims)}, embed_dim={embed_dim})"
+            )
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for h in hidden_dims:
+            layers.append(nn.Linear(prev, h))
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(h))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(h))
+            layers.append(nn.ReLU(inplace=True))
+            prev = h
+        layers.append(nn.Linear(prev, embed_dim))
+        self.net = nn.Sequential(*layers)
+        self.embed_dim = embed_dim
+        self.in_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(
+                f"core.mlp expects [B, {self.in_dim}] inputs, got {tuple(x.shape)}"
+            )
+        return self.net(x)
+
+
+def build(dataset: SSLDataset, **options: Any) -> MLPEncoder:
+    in_dim = getattr(dataset, "input_dim", None)
+    if not isinstance(in_dim, int):
+        raise TypeError(
+            f"core.mlp needs a dataset with an integer 'input_dim'; {dataset.name!r} has none"
+        )
+    return MLPEncoder(in_dim, **options)
