@@ -1,0 +1,151 @@
+"""Atomic training checkpoints that load without unpickling code.
+
+A checkpoint is written to a temporary file in the target directory, flushed and
+fsynced, renamed over its final name with ``os.replace`` (atomic on POSIX), and
+the directory is fsynced so the rename itself survives a power cut. A crash
+therefore leaves either the complete new file or none at all, and the previous
+checkpoint stays on disk until the new one is committed. Loading uses
+``torch.load(..., weights_only=True)``: a checkpoint holds tensors, numbers,
+strings, lists and dicts only, and anything else is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+#: Seconds to sleep between writing the temporary file and renaming it; lets the
+#: tests kill a process in the middle of a save. Never set it outside tests.
+TEST_DELAY_ENV = "SELFSUP_TEST_CHECKPOINT_DELAY_S"
+
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+_TMP_MARK = ".tmp-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but none can be loaded."""
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives: ``directory/step-000100.pt``."""
+    return Path(directory) / f"step-{step:06d}.pt"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Committed checkpoints in ``directory``, newest (highest step) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` to ``path`` atomically, then delete all but the newest ``keep``.
+
+    Older checkpoints are pruned only after the new one is committed, so at every
+    instant at least one complete checkpoint is on disk.
+    """
+    if keep < 1:
+        raise ValueError(f"keep={keep} would delete the checkpoint just written; use keep >= 1")
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(directory)
+    tmp = directory / f".{path.name}{_TMP_MARK}{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        delay = os.environ.get(TEST_DELAY_ENV)
+        if delay:
+            time.sleep(float(delay))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    if _NAME.match(path.name):
+        for old in list_checkpoints(directory)[keep:]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one checkpoint onto the CPU; raises :class:`CheckpointError` if it cannot."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncation and refused pickles surface as many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: {reason}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds {type(state).__name__}, not a dict")
+    return state
+
+
+def latest_valid_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``directory`` that loads, with its path.
+
+    A checkpoint that fails to load (zero length, truncated, or holding pickled
+    objects that ``weights_only`` refuses) is skipped with a warning naming it.
+    Returns None when there is no checkpoint at all; raises
+    :class:`CheckpointError` when there are some and none loads, rather than
+    letting a run silently start again from step 0.
+    """
+    failures: list[str] = []
+    for path in list_checkpoints(directory):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            log.warning("skipping unreadable checkpoint %s: %s", path, exc)
+            failures.append(str(exc))
+            continue
+        if failures:
+            log.warning("resuming from the older checkpoint %s instead", path)
+        return path, state
+    if failures:
+        raise CheckpointError(
+            f"no checkpoint in {directory} can be loaded:\n  "
+            + "\n  ".join(failures)
+            + "\nMove the directory away to start the run afresh."
+        )
+    return None
+
+
+def load_latest_checkpoint(directory: Path) -> dict[str, Any] | None:
+    """The state of the newest loadable checkpoint in ``directory``, or None if none."""
+    found = latest_valid_checkpoint(directory)
+    return None if found is None else found[1]
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    # Left by a process killed mid-save; only the main process writes here, so a
+    # temporary file that exists now belongs to a dead writer.
+    for p in directory.iterdir():
+        if p.name.startswith(".step-") and _TMP_MARK in p.name:
+            p.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

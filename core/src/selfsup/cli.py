@@ -1,0 +1,241 @@
+"""The ``selfsup`` command line.
+
+``--help`` and ``selfsup plugins`` import neither torch nor any domain library:
+commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from selfsup import __version__
+from selfsup.errors import SelfsupError
+
+KINDS = ("dataset", "encoder", "pretext", "evaluator", "benchmark")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="selfsup",
+        description="Cross-domain self-supervised learning: pretrain, evaluate, benchmark.",
+    )
+    p.add_argument("--version", action="version", version=f"selfsup {__version__}")
+    p.add_argument("--plugins", metavar="A,B",
+                   help="load only these plugins (also: SELFSUP_PLUGINS)")
+    p.add_argument("--no-autoload", action="store_true",
+                   help="load no plugin entry points but --plugins "
+                        "(also: SELFSUP_DISABLE_PLUGIN_AUTOLOAD=1)")
+    p.add_argument("--strict", action="store_true",
+                   help="any plugin load error is fatal (also: SELFSUP_STRICT_PLUGINS=1)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("plugins", help="installed plugins, versions, what they registered, errors")
+
+    ls = sub.add_parser("list", help="registered components of one kind")
+    ls.add_argument("kind", choices=KINDS)
+
+    def experiment_args(sp: argparse.ArgumentParser, config_required: bool) -> None:
+        sp.add_argument("config", nargs=None if config_required else "?", type=Path,
+                        help="experiment TOML file")
+        sp.add_argument("--dataset", help="dataset key, e.g. core.digits")
+        sp.add_argument("--encoder", help="encoder key, e.g. core.mlp")
+        sp.add_argument("--pretext", help="pretext task key, e.g. core.barlow_twins")
+        sp.add_argument("--evaluator", action="append", default=[],
+                        help="evaluator key (repeatable)")
+        sp.add_argument("--steps", type=int, help="training steps (training.steps)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any config key, e.g. --set training.lr=0.01")
+        sp.add_argument("--run-dir", type=Path,
+                        help="run folder (default: runs/<name>-<time>); an existing one resumes")
+
+    experiment_args(sub.add_parser("run", help="pretrain and evaluate an experiment TOML"), True)
+    experiment_args(sub.add_parser("pretrain", help="pretrain and export an encoder"), False)
+
+    ev = sub.add_parser("evaluate", help="evaluate an exported encoder (a run folder)")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--evaluator", action="append", default=[], required=True,
+                    help="evaluator key (repeatable)")
+    ev.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+
+    b = sub.add_parser("bench", help="every installed plugin's default benchmark, one table")
+    b.add_argument("--benchmark", action="append", default=[],
+                   help="benchmark key (repeatable; default: all plugins', else core.digits)")
+    b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
+    b.add_argument("--steps", type=int, help="override the training steps of every pretext")
+    b.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds")
+    b.add_argument("--pretext", action="append", default=[], help="only these pretexts")
+    b.add_argument("--baseline", action="append", default=[], help="only these baselines")
+    b.add_argument("--gpu", action="store_true", help="use the benchmarks' larger GPU setting")
+    return p
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from selfsup.plugins import Registry, set_registry
+
+    plugins = [s.strip() for s in args.plugins.split(",") if s.strip()] if args.plugins else None
+    reg = Registry(
+        plugins=plugins,
+        autoload=False if args.no_autoload else None,
+        strict=True if args.strict else None,
+    )
+    set_registry(reg)
+    return reg.load()
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SelfsupError(f"--seeds {text!r}: expected integers like 0,1,2") from None
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    from selfsup.plugins import KNOWN_PLUGINS
+
+    for r in reg.reports:
+        status = "ok" if r.ok else "FAILED"
+        print(f"{r.name}  {r.distribution} {r.version}  [{status}]")
+        for kind, keys in r.registered.items():
+            print(f"    {kind}: {', '.join(keys)}")
+        for err in r.errors:
+            print(f"    error: {err}")
+    loaded = {r.name for r in reg.reports if r.ok}
+    missing = [d for n, d in KNOWN_PLUGINS.items() if n not in loaded]
+    if missing:
+        print(f"not installed: {', '.join(missing)}")
+    return 0 if all(r.ok for r in reg.reports) else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    for spec in reg.specs(args.kind):
+        mods = ",".join(getattr(spec, "modalities", ())) or spec.dataset
+        print(f"{spec.name:28s} [{mods}] {spec.summary}")
+    return 0
+
+
+def _experiment(args: argparse.Namespace, require_pretext: bool) -> Any:
+    from selfsup.config import apply_overrides, load_toml, parse_experiment
+
+    raw: dict[str, Any] = load_toml(args.config) if args.config else {}
+    if args.config is None:
+        raw["name"] = args.pretext.split(".")[-1] if args.pretext else "experiment"
+    for key in ("dataset", "encoder", "pretext"):
+        value = getattr(args, key)
+        if value:
+            section = raw.get(key)
+            raw[key] = {**section, "name": value} if isinstance(section, dict) else value
+    if args.evaluator:
+        raw["evaluators"] = list(args.evaluator)
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"training.steps={args.steps}")
+    return parse_experiment(apply_overrides(raw, overrides), require_pretext=require_pretext)
+
+
+def _run_dir(args: argparse.Namespace, name: str) -> Path:
+    if args.run_dir:
+        return Path(args.run_dir)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    return Path("runs") / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    exp = _experiment(args, require_pretext=True)
+    if args.command == "pretrain" and not args.evaluator:
+        exp.evaluators = []  # pretrain exports the encoder; evaluate it later
+    reg = _registry(args)
+    from selfsup.runner import run_experiment
+
+    run_dir = _run_dir(args, exp.name)
+    result = run_experiment(exp, run_dir, reg)
+    print(f"run folder: {run_dir}")
+    for key, value in sorted(result["metrics"].items()):
+        print(f"  {key}: {value:.4f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    from selfsup.config import Component
+    from selfsup.runner import eval_context, evaluate, load_exported, resolve_device
+
+    exp, built = load_exported(args.run_dir, reg, evaluators=[Component(e) for e in args.evaluator])
+    exp.evaluation["seeds"] = _seeds(args.seeds)
+    device = resolve_device(str(exp.training.get("device", "auto")))
+    metrics = evaluate(built.encoder.to(device), built, eval_context(exp, built, device))
+    with open(Path(args.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"phase": "evaluate", **metrics}) + "\n")
+    for key, value in sorted(metrics.items()):
+        print(f"{key}: {value:.4f}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    from selfsup.bench import markdown_table, run_bench
+
+    result = run_bench(
+        args.out, benchmarks=args.benchmark or None, registry=reg, steps=args.steps,
+        seeds=_seeds(args.seeds), gpu=args.gpu, pretexts=args.pretext or None,
+        baselines=args.baseline or None,
+    )
+    print(markdown_table(result))
+    print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "
+          f"{args.out / 'results.png'}")
+    return 0
+
+
+COMMANDS = {
+    "plugins": cmd_plugins,
+    "list": cmd_list,
+    "run": cmd_run,
+    "pretrain": cmd_run,
+    "evaluate": cmd_evaluate,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.debug:
+        os.environ.setdefault("SELFSUP_DEBUG", "1")
+    try:
+        return COMMANDS[args.command](args)
+    except SelfsupError as exc:
+        if args.debug:
+            raise
+        print(f"selfsup: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"selfsup: error: {type(exc).__name__}: {exc} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfsup: interrupted; an existing run folder resumes from its last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

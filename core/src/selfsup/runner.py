@@ -1,0 +1,305 @@
+"""The runner: validate an experiment, pretrain, evaluate, export, summarise.
+
+A run folder holds::
+
+    config.toml          the resolved experiment (defaults filled in)
+    metrics.jsonl        training metrics, then one {"phase": "eval", ...} line
+    checkpoints/         resumable training state (a re-run resumes from it)
+    encoder.safetensors  the exported encoder weights
+    encoder.json         its card: config, plugin versions, data fingerprint, metrics
+    summary.md           a human-readable summary
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selfsup.components import (
+    ANY_MODALITY,
+    EvalContext,
+    EvaluatorSpec,
+    PretextSpec,
+    SSLDataset,
+)
+from selfsup.config import Component, Experiment, dump_toml
+from selfsup.errors import ConfigError, IncompatibleError
+from selfsup.plugins import Registry, get_registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+CARD_FORMAT = "selfsup-encoder/1"
+
+
+@dataclass
+class Built:
+    """The components of an experiment, built and checked against each other."""
+
+    dataset: SSLDataset
+    encoder: nn.Module
+    task: nn.Module | None
+    evaluators: dict[str, Any]
+    registry: Registry
+
+
+def check_compatible(exp: Experiment, registry: Registry) -> None:
+    """Refuse, before anything is built, components whose modalities do not meet."""
+    data_spec = registry.get("dataset", exp.dataset.name)
+    modality = data_spec.modalities[0]
+    checks = [("encoder", exp.encoder.name)]
+    if exp.pretext is not None:
+        checks.append(("pretext", exp.pretext.name))
+    checks += [("evaluator", e.name) for e in exp.evaluators]
+    for kind, key in checks:
+        spec = registry.get(kind, key)
+        if not spec.accepts(modality):
+            choices = [s.name for s in registry.specs(kind) if s.accepts(modality)]
+            raise IncompatibleError(
+                f"{kind} {key!r} accepts {list(spec.modalities)}, but dataset "
+                f"{exp.dataset.name!r} is {modality!r}. Compatible {kind}s: "
+                f"{', '.join(choices) if choices else '(none installed)'}"
+            )
+
+
+def build(
+    exp: Experiment, registry: Registry | None = None, dataset: SSLDataset | None = None
+) -> Built:
+    """Build dataset (unless given), encoder, pretext task and evaluators; raise on mismatch."""
+    import torch
+
+    registry = registry or get_registry()
+    check_compatible(exp, registry)
+    if dataset is None:
+        dataset = _build("dataset", exp.dataset, registry)
+    torch.manual_seed(exp.seed)
+    encoder = _build("encoder", exp.encoder, registry, dataset)
+    if not isinstance(getattr(encoder, "embed_dim", None), int):
+        raise ConfigError(f"encoder {exp.encoder.name!r} has no integer attribute 'embed_dim'")
+    task = None
+    if exp.pretext is not None:
+        spec: PretextSpec = registry.get("pretext", exp.pretext.name)
+        if spec.needs_views and type(dataset).augment is SSLDataset.augment:
+            raise IncompatibleError(
+                f"pretext {spec.name!r} needs the dataset's views, and dataset "
+                f"{exp.dataset.name!r} registers none; pick a domain pretext task instead"
+            )
+        task = _build("pretext", exp.pretext, registry, encoder, dataset)
+        if getattr(task, "encoder", None) is not encoder:
+            raise ConfigError(f"pretext {spec.name!r} must keep the encoder as 'task.encoder'")
+    evaluators = {}
+    for comp in exp.evaluators:
+        espec: EvaluatorSpec = registry.get("evaluator", comp.name)
+        if ANY_MODALITY not in espec.task_kinds and dataset.task.kind not in espec.task_kinds:
+            raise IncompatibleError(
+                f"evaluator {comp.name!r} needs labels of kind {list(espec.task_kinds)}, "
+                f"and dataset {exp.dataset.name!r} has {dataset.task.kind!r} labels"
+            )
+        evaluators[comp.name] = _build("evaluator", comp, registry)
+    return Built(dataset, encoder, task, evaluators, registry)
+
+
+def _build(kind: str, comp: Component, registry: Registry, *args: Any) -> Any:
+    spec = registry.get(kind, comp.name)
+    try:
+        return spec.build(*args, **comp.options)
+    except TypeError as exc:
+        raise ConfigError(f"{kind} {comp.name!r}: {exc}") from exc
+
+
+def eval_context(exp: Experiment, built: Built, device: str) -> EvalContext:
+    def fresh_encoder() -> nn.Module:
+        import torch
+
+        torch.manual_seed(exp.seed + 1)
+        return built.registry.get("encoder", exp.encoder.name).build(
+            built.dataset, **exp.encoder.options
+        )
+
+    seeds = tuple(exp.evaluation.get("seeds", (0, 1, 2)))
+    return EvalContext(
+        device=device,
+        seeds=seeds,
+        batch_size=int(exp.evaluation.get("batch_size", 256)),
+        encoder_factory=fresh_encoder,
+    )
+
+
+def evaluate(encoder: nn.Module, built: Built, ctx: EvalContext) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for name, evaluator in built.evaluators.items():
+        t0 = time.perf_counter()
+        result = evaluator(encoder, built.dataset, ctx)
+        metrics.update({k: float(v) for k, v in result.items()})
+        log.info("%s done in %.1f s", name, time.perf_counter() - t0)
+    return metrics
+
+
+def online_knn(built: Built, device: str) -> Any:
+    """A kNN accuracy monitor (train -> val) for the trainer's online evaluation."""
+    if built.dataset.task.kind != "classification":
+        return None
+    split = "val" if "val" in built.dataset.splits else "test"
+
+    def monitor(encoder: nn.Module) -> dict[str, float]:
+        from selfsup.evaluators.embeddings import extract_embeddings
+        from selfsup.evaluators.knn import knn_accuracy
+
+        ctx = EvalContext(device=device)
+        z_tr, y_tr = extract_embeddings(encoder, built.dataset, "train", ctx)
+        z_te, y_te = extract_embeddings(encoder, built.dataset, split, ctx)
+        return {"knn_accuracy": float(knn_accuracy(z_tr, y_tr, z_te, y_te, k=20))}
+
+    return monitor
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_experiment(
+    exp: Experiment,
+    run_dir: str | Path,
+    registry: Registry | None = None,
+    dataset: SSLDataset | None = None,
+) -> dict[str, Any]:
+    """Pretrain (if the experiment has a pretext task), evaluate and export to ``run_dir``.
+
+    ``dataset``: an already built dataset to reuse (``selfsup bench`` builds it once).
+    """
+    from selfsup.distributed import is_main_process
+    from selfsup.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    built = build(exp, registry, dataset)
+    train_cfg = exp.train_config()
+    device = resolve_device(train_cfg.device)
+    resolved = exp.to_dict()
+    resolved["training"] = asdict(train_cfg)
+    main = is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(run_dir / "config.toml", dump_toml(resolved))
+    t0 = time.perf_counter()
+    train_info: dict[str, Any] = {}
+    if built.task is not None:
+        monitor = online_knn(built, device) if train_cfg.online_eval_every else None
+        result = Trainer(built.task, built.dataset, train_cfg, run_dir, online_eval=monitor).fit()
+        train_info = {
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "train_seconds": result.seconds,
+            "resumed_from": result.resumed_from,
+        }
+    encoder = built.encoder.to(device)
+    metrics = evaluate(encoder, built, eval_context(exp, built, device)) if main else {}
+    out = {"name": exp.name, "metrics": metrics, "train": train_info,
+           "seconds": time.perf_counter() - t0}
+    if main:
+        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"phase": "eval", **metrics}) + "\n")
+        export_encoder(encoder, run_dir, resolved, built, metrics)
+        _atomic_write(run_dir / "summary.md", summary_markdown(exp, train_info, metrics))
+    return out
+
+
+def export_encoder(
+    encoder: nn.Module, run_dir: Path, config: Mapping[str, Any], built: Built,
+    metrics: Mapping[str, float],
+) -> Path:
+    """Write ``encoder.safetensors`` and its JSON card; returns the weights path."""
+    from safetensors.torch import save_model
+
+    weights = run_dir / "encoder.safetensors"
+    tmp = weights.with_suffix(".safetensors.tmp")
+    save_model(encoder.cpu(), str(tmp))
+    _fsync_replace(tmp, weights)
+    card = {
+        "format": CARD_FORMAT,
+        "encoder": config["encoder"],
+        "dataset": config["dataset"],
+        "pretext": config.get("pretext"),
+        "embed_dim": int(encoder.embed_dim),  # type: ignore[arg-type]
+        "config": config,
+        "plugin_versions": built.registry.versions(),
+        "data_fingerprint": built.dataset.fingerprint(),
+        "metrics": dict(metrics),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _atomic_write(run_dir / "encoder.json", json.dumps(card, indent=2, sort_keys=True))
+    return weights
+
+
+def load_exported(
+    run_dir: str | Path,
+    registry: Registry | None = None,
+    evaluators: list[Component] | None = None,
+) -> tuple[Experiment, Built]:
+    """Rebuild an exported encoder from its card and weights (no code is unpickled).
+
+    ``evaluators`` replace those of the original experiment.
+    """
+    from safetensors.torch import load_model
+
+    from selfsup.config import parse_experiment
+
+    run_dir = Path(run_dir)
+    card_path = run_dir / "encoder.json"
+    if not card_path.is_file():
+        raise ConfigError(f"{run_dir} holds no exported encoder (encoder.json); run pretrain first")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card.get("format") != CARD_FORMAT:
+        raise ConfigError(f"{card_path}: format {card.get('format')!r}, expected {CARD_FORMAT!r}")
+    raw = dict(card["config"])
+    raw.pop("pretext", None)
+    exp = parse_experiment(raw, require_pretext=False)
+    if evaluators is not None:
+        exp.evaluators = evaluators
+    built = build(exp, registry)
+    load_model(built.encoder, str(run_dir / "encoder.safetensors"))
+    return exp, built
+
+
+def summary_markdown(exp: Experiment, train: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+    lines = [
+        f"# {exp.name}",
+        "",
+        f"- dataset: `{exp.dataset.name}`",
+        f"- encoder: `{exp.encoder.name}`",
+        f"- pretext: `{exp.pretext.name if exp.pretext else '(none)'}`",
+    ]
+    if train:
+        lines.append(
+            f"- trained {train['steps']} steps in {train['train_seconds']:.1f} s, "
+            f"final loss {train['final_loss']:.4f}"
+            + (f" (resumed from step {train['resumed_from']})" if train.get("resumed_from") else "")
+        )
+    lines += ["", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_replace(tmp, path)
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
