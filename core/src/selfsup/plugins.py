@@ -149,16 +149,16 @@ class Registry:
     def _load_one(
         self, name: str, dist: str, version: str, load: Callable[[], object]
     ) -> None:
+        clash = next((r for r in self.reports if r.name == name and r.ok), None)
+        if clash is not None:
+            # two distributions behind one namespace would register the same keys
+            raise DuplicateKeyError(
+                f"plugin name {name!r} (keys '{name}.*') is provided by both "
+                f"{clash.distribution} {clash.version} and {dist} {version}; "
+                "uninstall one of the two distributions"
+            )
         report = PluginReport(name, dist, version)
         self.reports.append(report)
-        clash = [r for r in self.reports[:-1] if r.name == name and r.ok]
-        if clash:
-            other = clash[0]
-            report.errors.append(
-                f"the plugin name {name!r} is already taken by {other.distribution} "
-                f"{other.version}; uninstall one of the two distributions"
-            )
-            return
         try:
             plugin = load()
         except Exception as exc:  # a broken plugin must not stop the others

@@ -37,8 +37,9 @@ def mlp_head(
 
     Hidden layers are ``Linear -> norm -> ReLU``. With ``last_norm`` the output
     layer is followed by a norm without affine parameters, as in SimSiam's
-    projector (Chen & He 2021, §3), so its output is standardised but not
-    rescaled. ``n_layers=1`` is a single linear map (``hidden_dim`` unused).
+    projector (Chen & He 2021, "Baseline settings"), so its output is
+    standardised but not rescaled. ``n_layers=1`` is a single linear map
+    (``hidden_dim`` unused).
 
     ``norm="batch"`` is what the papers use; it couples the samples of a batch,
     so under DDP a layer computes per-rank statistics unless the caller converts
