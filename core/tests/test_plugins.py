@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from conftest import MakeDist
 from selfsup.errors import DuplicateKeyError, PluginLoadError, UnknownKeyError
 from selfsup.plugins import Registry
 
@@ -38,6 +39,9 @@ def register_benchmarks(register):
                            pretexts=("{ns}.task",), evaluators=("{ns}.eval",),
                            summary="toy", train={{"steps": 5}}))
 """
+
+
+MakeDist = Callable[..., Path]  # the make_dist fixture of conftest.py
 
 
 def good(ns: str) -> str:

@@ -177,7 +177,7 @@ def stratified_subset(
     ``fraction >= 1`` returns every position.
     """
     n = len(y)
-    if not 0.0 < fraction:
+    if not fraction > 0.0:
         raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
     if fraction >= 1.0:
         return np.arange(n)

@@ -80,7 +80,8 @@ class LinearProbeConfig:
     def __post_init__(self) -> None:
         # object.__setattr__: the dataclass is frozen, and TOML gives lists, not tuples
         set_ = object.__setattr__
-        set_(self, "label_fractions", check_fractions(NAME, "label_fractions", self.label_fractions))
+        fractions = check_fractions(NAME, "label_fractions", self.label_fractions)
+        set_(self, "label_fractions", fractions)
         set_(self, "c_grid", check_grid(NAME, "c_grid", self.c_grid))
         set_(self, "alpha_grid", check_grid(NAME, "alpha_grid", self.alpha_grid))
         check_positive(NAME, "max_iter", self.max_iter, integer=True)

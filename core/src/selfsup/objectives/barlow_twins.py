@@ -80,9 +80,10 @@ class BarlowTwinsConfig:
     """Barlow Twins options; ``build(..., **options)`` accepts these field names.
 
     ``off_diagonal_weight`` is the paper's lambda, 5e-3 (0.0051 in the official
-    code), tuned there for ``D = 8192``; the paper reports little sensitivity to it. It is kept at narrower projectors too: the off-diagonal sum has
+    code), tuned there for ``D = 8192``; the paper reports little sensitivity to
+    it. The default keeps it at narrower projectors too: the off-diagonal sum has
     ``D(D - 1)`` terms against ``D`` on the diagonal, so a smaller ``D`` only
-    weakens the decorrelation term. To keep the two terms balanced at any width,
+    weakens the decorrelation term relative to the invariance term. To keep the two terms balanced at any width,
     pass ``off_diagonal_weight=1 / proj_out_dim`` (Tsai et al. 2021, "A Note on
     Connecting Barlow Twins with Negative-Sample-Free Contrastive Learning").
 
@@ -100,9 +101,7 @@ class BarlowTwinsConfig:
 
     def __post_init__(self) -> None:
         check_non_negative("BarlowTwinsConfig", "off_diagonal_weight", self.off_diagonal_weight)
-        check_head(
-            "BarlowTwinsConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers
-        )
+        check_head("BarlowTwinsConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
         check_choice("BarlowTwinsConfig", "proj_norm", self.proj_norm, NORMS)
 
 
@@ -123,9 +122,7 @@ class BarlowTwins(nn.Module, PretextTask):
     standardisation and ``C`` use the global batch.
     """
 
-    def __init__(
-        self, encoder: nn.Module, dataset: SSLDataset, config: BarlowTwinsConfig
-    ) -> None:
+    def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: BarlowTwinsConfig) -> None:
         super().__init__()
         self.encoder = encoder
         self.dataset = dataset

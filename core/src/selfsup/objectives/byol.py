@@ -68,8 +68,7 @@ def target_momentum(step: int, total_steps: int, tau_base: float) -> float:
     """
     if total_steps < 1:
         raise ValueError(
-            f"BYOL: total_steps must be >= 1 for the target momentum schedule, "
-            f"got {total_steps}"
+            f"BYOL: total_steps must be >= 1 for the target momentum schedule, got {total_steps}"
         )
     k = min(max(step, 0), total_steps)
     return 1 - (1 - tau_base) * (math.cos(math.pi * k / total_steps) + 1) / 2
@@ -179,7 +178,7 @@ class BYOL(nn.Module, PretextTask):
                     "BYOL: the online network's parameters changed after the target "
                     "was copied; build the pretext task after modifying the encoder"
                 )
-            for t, o in zip(target_params, online_params):
+            for t, o in zip(target_params, online_params, strict=True):
                 t.lerp_(o.detach(), 1 - tau)
 
 

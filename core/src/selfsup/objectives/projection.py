@@ -93,8 +93,7 @@ def config_from_options(
             close = difflib.get_close_matches(name, valid, n=1)
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise TypeError(
-            f"{method}: unknown option(s) {', '.join(hints)}. "
-            f"Valid options: {', '.join(valid)}"
+            f"{method}: unknown option(s) {', '.join(hints)}. Valid options: {', '.join(valid)}"
         )
     return config_cls(**options)
 
