@@ -31,8 +31,9 @@ def move_to(obj: Any, device: torch.device | str) -> Any:
         moved = {key: move_to(value, device) for key, value in obj.items()}
         if isinstance(obj, defaultdict):  # its constructor takes the factory first
             return type(obj)(obj.default_factory, moved)
+        mapping_type: Any = type(obj)  # a concrete mapping; `Mapping` itself is abstract
         try:
-            return type(obj)(moved)
+            return mapping_type(moved)
         except TypeError:  # a read-only or exotic mapping: a plain dict still carries the data
             return moved
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # named tuple: fields are positional

@@ -61,9 +61,7 @@ def extract_embeddings(
     ys: list[np.ndarray] = []
     try:
         with torch.no_grad():
-            for batch, y, rows in dataset.labelled_batches(
-                split, ctx.batch_size, indices=indices
-            ):
+            for batch, y, rows in dataset.labelled_batches(split, ctx.batch_size, indices=indices):
                 z = encoder(move_to(batch, device))
                 if not isinstance(z, torch.Tensor) or z.ndim != 2:
                     shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__

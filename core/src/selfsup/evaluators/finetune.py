@@ -107,9 +107,7 @@ class FinetuneConfig:
             )
 
 
-def _check_training(
-    owner: str, epochs: Any, lr: Any, weight_decay: Any, batch_size: Any
-) -> None:
+def _check_training(owner: str, epochs: Any, lr: Any, weight_decay: Any, batch_size: Any) -> None:
     check_positive(owner, "epochs", epochs, integer=True)
     check_positive(owner, "lr", lr, integer=False)
     check_positive(owner, "batch_size", batch_size, integer=True)

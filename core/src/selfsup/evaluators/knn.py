@@ -67,9 +67,7 @@ def build(**options: Any) -> Evaluator:
     config = parse_options(KNNConfig, options, NAME)
 
     def evaluate(encoder: nn.Module, dataset: SSLDataset, ctx: EvalContext) -> dict[str, float]:
-        require_task(
-            dataset, NAME, ("classification",), "Use linear_probe for regression targets."
-        )
+        require_task(dataset, NAME, ("classification",), "Use linear_probe for regression targets.")
         embedded = embed_splits(encoder, dataset, ctx, ("train", "test"))
         train, test = embedded["train"], embedded["test"]
         accuracy = knn_accuracy(

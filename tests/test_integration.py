@@ -1,0 +1,33 @@
+"""Every installed distribution together: strict loading, conformance, a short bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from selfsup.plugins import Registry
+from selfsup.testing import check_benchmark
+
+
+def test_all_installed_plugins_load_strictly_together() -> None:
+    reg = Registry(strict=True).load()
+    assert all(r.ok for r in reg.reports), [r.errors for r in reg.reports]
+    for spec in reg.benchmarks():
+        check_benchmark(spec, reg)
+
+
+def test_bench_command_runs_every_installed_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "selfsup.cli", "--strict", "bench", "--out", str(out),
+         "--steps", "3", "--seeds", "0", "--baseline", "random_init"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    benches = {spec.name for spec in Registry().load().benchmarks()
+               if not spec.name.startswith("core.")} or {"core.digits"}
+    assert {r["benchmark"] for r in rows} == benches
+    assert any(r["method"] == "baseline:random_init" for r in rows)
