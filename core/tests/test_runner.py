@@ -28,6 +28,8 @@ embed_dim = 32
 
 [pretext]
 name = "core.vicreg"
+proj_hidden_dim = 64
+proj_out_dim = 64
 
 [training]
 steps = 12
@@ -147,6 +149,7 @@ def test_cli_run_pretrain_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "linear_probe.accuracy" in capsys.readouterr().out
     assert main(["pretrain", "--dataset", "core.digits", "--encoder", "core.mlp",
                  "--pretext", "core.simsiam", "--steps", "4", "--set", "training.progress=false",
+                 "--set", "pretext.proj_hidden_dim=32", "--set", "pretext.proj_out_dim=32",
                  "--set", "training.batch_size=32", "--run-dir", str(tmp_path / "r2")]) == 0
     assert (tmp_path / "r2" / "encoder.safetensors").is_file()
     assert main(["evaluate", str(tmp_path / "r2"), "--evaluator", "core.kmeans",

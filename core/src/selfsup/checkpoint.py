@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import nn
+
+from selfsup.seeding import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
+
+#: Version of the training-state layout below; bump it when keys change meaning.
+STATE_FORMAT = 1
 
 #: Seconds to sleep between writing the temporary file and renaming it; lets the
 #: tests kill a process in the middle of a save. Never set it outside tests.
@@ -87,7 +96,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncation and refused pickles surface as many types
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = found.group(1) if found else "an object that is not plain data"
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded: it holds {what}, and checkpoints are loaded "
+            "with weights_only=True (tensors, numbers, strings, lists, dicts), never unpickled"
+        ) from exc
+    except Exception as exc:  # truncation surfaces as RuntimeError, EOFError, zip errors...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {reason}") from exc
     if not isinstance(state, dict):
@@ -128,6 +144,66 @@ def load_latest_checkpoint(directory: Path) -> dict[str, Any] | None:
     """The state of the newest loadable checkpoint in ``directory``, or None if none."""
     found = latest_valid_checkpoint(directory)
     return None if found is None else found[1]
+
+
+def training_state(
+    task: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    progress: Mapping[str, float],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a resumed run needs: weights, optimiser, schedule, RNG streams, data position.
+
+    ``progress`` holds ``step``, ``epoch``, ``position`` (samples of the epoch consumed
+    by this rank) and ``loss``. Under DDP every rank must call this (the RNG states of
+    all ranks are gathered, since each rank draws its own dropout masks); rank 0 saves.
+    """
+    rngs: list[Any] = [capture_rng_state()]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        mine, rngs = rngs[0], [None] * dist.get_world_size()
+        dist.all_gather_object(rngs, mine)
+    return {
+        "format": STATE_FORMAT,
+        **progress,
+        "task": task.state_dict(),  # model, heads and EMA teachers all live in the task
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rngs,
+        "config": config,
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    task: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    rank: int = 0,
+) -> bool:
+    """Load ``state`` into the live objects; False when the RNG streams could not be restored.
+
+    They cannot when the checkpoint was written by a different number of processes;
+    the caller then reseeds, and the run will not match an uninterrupted one.
+    """
+    if state.get("format") != STATE_FORMAT:
+        raise CheckpointError(
+            f"checkpoint format {state.get('format')!r} is not {STATE_FORMAT}; it was written "
+            "by another selfsup version: resume with that version or start a new run folder"
+        )
+    task.load_state_dict(state["task"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if len(state["rng"]) != world:
+        return False
+    restore_rng_state(state["rng"][rank])
+    return True
 
 
 def _remove_stale_temporaries(directory: Path) -> None:

@@ -127,6 +127,19 @@ def register_benchmarks(register: Register) -> None:
                 "core.directpred",
             ),
             evaluators=("core.linear_probe", "core.knn", "core.kmeans"),
+            # heads narrower than the papers' (2048-8192) so every objective trains in
+            # seconds on a CPU; the encoder is 128-d, so wider heads buy little here
+            pretext_options={
+                "core.simclr": {"proj_hidden_dim": 512, "proj_out_dim": 128,
+                                "temperature": 0.2},
+                "core.barlow_twins": {"proj_hidden_dim": 512, "proj_out_dim": 512},
+                "core.vicreg": {"proj_hidden_dim": 512, "proj_out_dim": 512},
+                "core.byol": {"proj_hidden_dim": 512, "proj_out_dim": 128,
+                              "pred_hidden_dim": 512},
+                "core.simsiam": {"proj_hidden_dim": 512, "proj_out_dim": 512,
+                                 "pred_hidden_dim": 128},
+                "core.directpred": {"proj_hidden_dim": 512, "proj_out_dim": 512},
+            },
             evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
             summary="digits as 64-d vectors: every generic objective on an MLP, "
             "probed against input pixels, a random-init and a supervised MLP",

@@ -10,10 +10,13 @@ would draw, so a DDP run sees the same global batches as a single-process run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from selfsup.seeding import derive_seed
 
@@ -73,3 +76,60 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.shard_size - self.position
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker's torch RNG with base_seed + worker_id, where base_seed
+    # comes from the loader's generator; numpy and random follow from it.
+    seed = torch.initial_seed()
+    np.random.seed(seed % (1 << 32))
+    random.seed(seed)
+
+
+class EpochLoader:
+    """A DataLoader over a :class:`ResumableSampler` that can start at any (epoch, position).
+
+    Batches hold ``min(batch_size, shard_size)`` samples, so a pretrain set smaller
+    than the batch (one graph) still yields one batch per epoch instead of none.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[Any],
+        collate_fn: Callable[[list[Any]], Any],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        drop_last: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        self.sampler = ResumableSampler(len(dataset), seed, rank, world_size)  # type: ignore[arg-type]
+        self.batch_size = min(batch_size, self.sampler.shard_size)
+        self._generator = torch.Generator()
+        self.loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate_fn,
+            num_workers=num_workers,
+            drop_last=drop_last,
+            generator=self._generator,
+            worker_init_fn=_seed_worker if num_workers else None,
+            pin_memory=pin_memory,
+        )
+
+    @property
+    def shard_size(self) -> int:
+        return self.sampler.shard_size
+
+    def epoch(self, epoch: int, position: int = 0) -> Iterator[Any]:
+        """Batches of ``epoch`` from sample ``position`` (a multiple of the batch size) on."""
+        self.sampler.set_state(epoch, position)
+        # Seeding per epoch makes worker seeds independent of when the iterator is made
+        # (a resume), and keeps the loader from drawing its base seed from the global RNG.
+        s = self.sampler
+        self._generator.manual_seed(derive_seed(s.seed, "loader", epoch, s.rank))
+        return iter(self.loader)

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from selfsup import distributed
@@ -33,34 +32,28 @@ from selfsup.checkpoint import (
     checkpoint_path,
     latest_valid_checkpoint,
     load_checkpoint,
+    restore_training_state,
     save_checkpoint,
+    training_state,
 )
 from selfsup.components import SSLDataset
-from selfsup.diagnostics import embedding_stats
-from selfsup.metrics import MetricsWriter
-from selfsup.sampler import ResumableSampler
-from selfsup.seeding import (
-    capture_rng_state,
-    derive_seed,
-    preserved_rng,
-    restore_rng_state,
-    seed_everything,
-    step_seed,
-)
+from selfsup.metrics import MetricsWriter, step_record
+from selfsup.sampler import EpochLoader
+from selfsup.seeding import derive_seed, preserved_rng, seed_everything, step_seed
 
 log = logging.getLogger(__name__)
 
 OnlineEval = Callable[[nn.Module], dict[str, float]]
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-#: Config keys that may change between a run and its resumption without a warning.
-_RESUMABLE_CHANGES = {
-    "progress",
-    "log_every",
-    "num_workers",
-    "checkpoint_every",
-    "online_eval_every",
-    "device",
-}
+#: Settings that may change when a run is resumed without changing its result.
+_RESUMABLE_CHANGES = frozenset(
+    ["progress", "log_every", "num_workers", "checkpoint_every", "online_eval_every", "device"]
+)
+_END = object()
+#: The objects a checkpoint saves and restores, in the order checkpoint.py takes them.
+_Live = tuple[
+    nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler
+]
 
 
 @dataclass
@@ -90,15 +83,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field, its value and the fix."""
-        minimums = {
-            "steps": 1,
-            "batch_size": 1,
-            "warmup_steps": 0,
-            "num_workers": 0,
-            "checkpoint_every": 0,
-            "log_every": 1,
-            "online_eval_every": 0,
-        }
+        minimums = {"steps": 1, "batch_size": 1, "log_every": 1, "warmup_steps": 0}
+        minimums.update(num_workers=0, checkpoint_every=0, online_eval_every=0)
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -191,18 +177,6 @@ def init_distributed(backend: str | None = None) -> bool:
     return True
 
 
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker with base_seed + worker_id, and base_seed comes from
-    # the loader's generator, which the trainer seeds from (seed, epoch, rank).
-    import random
-
-    import numpy as np
-
-    seed = torch.initial_seed()
-    np.random.seed(seed % (1 << 32))
-    random.seed(seed)
-
-
 class Trainer:
     """Pretrains ``task`` on ``dataset.pretrain_set()``; see :meth:`fit`.
 
@@ -228,7 +202,7 @@ class Trainer:
                 f"TrainConfig.online_eval_every={config.online_eval_every} but no online_eval "
                 "callable was given; pass online_eval=... or set online_eval_every=0"
             )
-        if online_eval is not None and not hasattr(task, "encoder"):
+        if online_eval is not None and not isinstance(getattr(task, "encoder", None), nn.Module):
             raise ValueError(f"online_eval needs {type(task).__name__}.encoder, which is missing")
         self.task = task
         self.dataset = dataset
@@ -236,16 +210,159 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.online_eval = online_eval
 
-    # -- set-up ------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train for ``config.steps`` steps, resuming from ``run_dir/checkpoints`` if any.
+
+        Per step: move the batch to the device, call ``task(batch, generator)`` with a
+        generator seeded from (seed, step, rank) under the configured autocast, then
+        backward, clip, optimiser step and LR schedule step. Only rank 0 writes files.
+        """
+        t_start = time.perf_counter()
+        cfg = self.config
+        if not distributed.is_distributed() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            init_distributed()
+        rank, world = distributed.rank(), distributed.world_size()
+        main = rank == 0
+        device = self._device()
+        autocast, use_scaler = self._autocast(device)
+        task = self.task.to(device).train()
+        model: nn.Module = task
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            model = DistributedDataParallel(task, device_ids=ids)
+        params = [p for p in task.parameters() if p.requires_grad]
+        optimizer = build_optimizer(task, cfg)
+        warmup, floor = cfg.warmup_steps, cfg.min_lr_ratio
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_multiplier(s, cfg.steps, warmup, floor)
+        )
+        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        live: _Live = (task, optimizer, scheduler, scaler)
+        data = EpochLoader(
+            self.dataset.pretrain_set(),
+            self.dataset.collate,
+            cfg.batch_size,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world,
+            num_workers=cfg.num_workers,
+            drop_last=cfg.drop_last,
+            pin_memory=device.type == "cuda",
+        )
+        if data.batch_size < cfg.batch_size and main:
+            log.warning(
+                "pretrain set has %d samples per process, fewer than batch_size=%d; "
+                "training on batches of %d",
+                data.shard_size, cfg.batch_size, data.batch_size,
+            )  # fmt: skip
+
+        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
+        found = self._resume(ckpt_dir, live, rank)
+        resumed_from = None if found is None else int(found["step"])
+        if found is None:
+            step, epoch, position, last_loss = 0, 0, 0, math.nan
+            seed_everything(derive_seed(cfg.seed, "global", rank))
+        else:
+            step, last_loss = int(found["step"]), float(found["loss"])
+            epoch, position = int(found["epoch"]), int(found["position"])
+            if step >= cfg.steps:
+                log.info("run already finished at step %d (steps=%d)", step, cfg.steps)
+                seconds = time.perf_counter() - t_start
+                return TrainResult(step, last_loss, seconds, step, self._metrics_path(main))
+
+        writer = None
+        if main and self.run_dir is not None:
+            writer = MetricsWriter(self.run_dir / "metrics.jsonl", resume_step=step)
+        hook = getattr(task, "on_train_step_end", None)
+        show = cfg.progress and main
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, disable=not show)
+        batches = data.epoch(epoch, position)
+        window_start, window_steps = time.perf_counter(), 0
+        loss = torch.tensor(last_loss)
+        try:
+            while step < cfg.steps:
+                batch = next(batches, _END)
+                if batch is _END:
+                    epoch, position = epoch + 1, 0
+                    batches = data.epoch(epoch, position)
+                    continue
+                position = min(position + data.batch_size, data.shard_size)
+
+                batch = move_to(batch, device)
+                generator = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
+                with autocast():
+                    out = model(batch, generator)
+                if not isinstance(out, dict) or "loss" not in out:
+                    raise TypeError(
+                        f"{type(task).__name__}.forward must return a dict with a scalar "
+                        f"'loss', got {type(out).__name__}"
+                    )
+                loss = out["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                # The scaler's calls are skipped, not just disabled, outside fp16: a few
+                # microseconds a step that a hand-written loop would not spend either.
+                (scaler.scale(loss) if use_scaler else loss).backward()
+                grad_norm = None
+                if cfg.grad_clip is not None:
+                    if use_scaler:
+                        scaler.unscale_(optimizer)
+                    grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if use_scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+                scheduler.step()
+                step += 1
+                window_steps += 1
+                if hook is not None:
+                    hook(step, cfg.steps)
+                bar.update(1)
+
+                # Reading values back from the device waits for it, so it happens only here.
+                record: dict[str, Any] = {}
+                if main and (step % cfg.log_every == 0 or step == cfg.steps):
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    record = step_record(out, step=step, epoch=epoch, lr=lr)
+                    record["samples_per_s"] = window_steps * data.batch_size * world / elapsed
+                    if grad_norm is not None:
+                        record["grad_norm"] = float(grad_norm)
+                    loss_text, speed = f"{record['loss']:.4f}", f"{record['samples_per_s']:.0f}"
+                    bar.set_postfix(loss=loss_text, samples_per_s=speed, refresh=False)
+                    window_start, window_steps = time.perf_counter(), 0
+                every = cfg.online_eval_every
+                if main and every and step % every == 0:
+                    record.setdefault("step", step)
+                    record.update(self._run_online_eval(task))
+                if writer is not None and record:
+                    writer.write(record)
+                every = cfg.checkpoint_every
+                if ckpt_dir is not None and ((every and step % every == 0) or step == cfg.steps):
+                    progress: dict[str, float] = {"step": step, "epoch": epoch}
+                    progress.update(position=position, loss=float(loss.detach()))
+                    state = training_state(*live, progress, asdict(cfg))
+                    if main:
+                        save_checkpoint(checkpoint_path(ckpt_dir, step), state)
+                    window_start, window_steps = time.perf_counter(), 0
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        if world > 1:
+            dist.barrier()  # no rank returns before the final checkpoint is committed
+        seconds = time.perf_counter() - t_start
+        final_loss = float(loss.detach())
+        return TrainResult(step, final_loss, seconds, resumed_from, self._metrics_path(main))
+
     def _device(self) -> torch.device:
         want = self.config.device
-        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if distributed.is_distributed() else 0
         if want == "auto":
             want = "cuda" if torch.cuda.is_available() else "cpu"
         if want.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"TrainConfig.device={want!r} but CUDA is not available; use 'cpu'")
-        if want == "cuda":
-            want = f"cuda:{local_rank}"
+        if want == "cuda":  # one GPU per process under torchrun
+            want = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         return torch.device(want)
 
     def _autocast(self, device: torch.device) -> tuple[Callable[[], Any], bool]:
@@ -255,7 +372,7 @@ class Trainer:
             cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
             precision = "bf16" if cuda_bf16 else "fp32"
         if precision == "fp32":
-            return contextlib.nullcontext, False
+            return contextlib.nullcontext, False  # cheaper than autocast(enabled=False)
         if precision == "fp16" and device.type != "cuda":
             raise ValueError(
                 f"TrainConfig.precision='fp16' needs a CUDA device, got {device}; "
@@ -264,307 +381,45 @@ class Trainer:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return functools.partial(torch.autocast, device.type, dtype=dtype), precision == "fp16"
 
-    # -- the loop ----------------------------------------------------------------------
-    def fit(self) -> TrainResult:
-        """Train for ``config.steps`` steps, resuming from ``run_dir/checkpoints`` if any."""
-        t_start = time.perf_counter()
-        cfg = self.config
-        if not distributed.is_distributed() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            init_distributed()
-        rank, world = distributed.rank(), distributed.world_size()
-        main = rank == 0
-        device = self._device()
-        autocast, use_scaler = self._autocast(device)
-        task = self.task.to(device)
-        task.train()
-        model: nn.Module = task
-        if world > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            model = DistributedDataParallel(task, device_ids=ids)
-        params = [p for p in task.parameters() if p.requires_grad]
-        optimizer = build_optimizer(task, cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            functools.partial(
-                lr_multiplier,
-                total_steps=cfg.steps,
-                warmup_steps=cfg.warmup_steps,
-                min_lr_ratio=cfg.min_lr_ratio,
-            ),
-        )
-        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-
-        pretrain = self.dataset.pretrain_set()
-        sampler = ResumableSampler(len(pretrain), cfg.seed, rank, world)  # type: ignore[arg-type]
-        batch_size = min(cfg.batch_size, sampler.shard_size)
-        if batch_size < cfg.batch_size:
-            log.warning(
-                "pretrain set has %d samples per process, fewer than batch_size=%d; "
-                "training on batches of %d",
-                sampler.shard_size,
-                cfg.batch_size,
-                batch_size,
-            )
-        loader_rng = torch.Generator()
-        loader = DataLoader(
-            pretrain,
-            batch_size=batch_size,
-            sampler=sampler,
-            collate_fn=self.dataset.collate,
-            num_workers=cfg.num_workers,
-            drop_last=cfg.drop_last,
-            generator=loader_rng,
-            worker_init_fn=_seed_worker if cfg.num_workers else None,
-            pin_memory=device.type == "cuda",
-        )
-
-        def epoch_batches(epoch: int, position: int) -> Iterator[Any]:
-            sampler.set_state(epoch, position)
-            # Seeding per epoch makes worker seeds independent of when the iterator is
-            # made (resume) and keeps the loader from drawing on the global torch RNG.
-            loader_rng.manual_seed(derive_seed(cfg.seed, "loader", epoch, rank))
-            return iter(loader)
-
-        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
-        step, epoch, position, last_loss = 0, 0, 0, math.nan
-        resumed = self._resume(ckpt_dir, task, optimizer, scheduler, scaler, rank, world)
-        if resumed is None:
-            seed_everything(derive_seed(cfg.seed, "global", rank))
-        else:
-            step, epoch, position, last_loss = resumed
-            if step >= cfg.steps:
-                log.info("run already finished at step %d (steps=%d)", step, cfg.steps)
-                return TrainResult(
-                    step, last_loss, time.perf_counter() - t_start, step, self._metrics_path(main)
-                )
-
-        writer = None
-        if main and self.run_dir is not None:
-            writer = MetricsWriter(self.run_dir / "metrics.jsonl", resume_step=step)
-        hook = getattr(task, "on_train_step_end", None)
-        bar = tqdm(
-            total=cfg.steps,
-            initial=step,
-            unit="step",
-            dynamic_ncols=True,
-            disable=not (cfg.progress and main),
-        )
-        batches = epoch_batches(epoch, position)
-        window_start, window_steps = time.perf_counter(), 0
-        loss = torch.tensor(last_loss)
-        try:
-            while step < cfg.steps:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    epoch, position = epoch + 1, 0
-                    batches = epoch_batches(epoch, position)
-                    continue
-                position = min(position + batch_size, sampler.shard_size)
-
-                batch = move_to(batch, device)
-                generator = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
-                with autocast():
-                    out = model(batch, generator)
-                if not isinstance(out, dict) or "loss" not in out:
-                    raise TypeError(
-                        f"{type(task).__name__}.forward must return a dict with a "
-                        f"scalar 'loss', got {type(out).__name__}"
-                    )
-                loss = out["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                grad_norm = None
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                step += 1
-                window_steps += 1
-                if hook is not None:
-                    hook(step, cfg.steps)
-                bar.update(1)
-
-                record: dict[str, Any] = {}
-                if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    # The only host-device syncs of the loop happen here, every log_every steps.
-                    elapsed = time.perf_counter() - window_start
-                    record = _step_record(out, step, epoch, lr, grad_norm)
-                    record["samples_per_s"] = window_steps * batch_size * world / max(elapsed, 1e-9)
-                    bar.set_postfix(
-                        loss=f"{record['loss']:.4f}",
-                        samples_per_s=f"{record['samples_per_s']:.0f}",
-                        refresh=False,
-                    )
-                    window_start, window_steps = time.perf_counter(), 0
-                paused = False
-                every = cfg.online_eval_every
-                if main and every and step % every == 0 and self.online_eval is not None:
-                    record.setdefault("step", step)
-                    record.update(self._run_online_eval(task))
-                    paused = True
-                if writer is not None and record:
-                    writer.write(record)
-                if ckpt_dir is not None and (
-                    (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
-                ):
-                    state = self._state(
-                        task,
-                        optimizer,
-                        scheduler,
-                        scaler,
-                        step,
-                        epoch,
-                        position,
-                        float(loss),
-                        world,
-                    )
-                    if main:
-                        save_checkpoint(checkpoint_path(ckpt_dir, step), state)
-                    paused = True
-                if paused:  # keep evaluation and saving out of samples/s
-                    window_start, window_steps = time.perf_counter(), 0
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        if world > 1:
-            dist.barrier()  # every rank returns after the final checkpoint is committed
-        return TrainResult(
-            step,
-            float(loss),
-            time.perf_counter() - t_start,
-            None if resumed is None else resumed[0],
-            self._metrics_path(main),
-        )
-
     def _metrics_path(self, main: bool) -> Path | None:
         return self.run_dir / "metrics.jsonl" if main and self.run_dir is not None else None
 
     def _run_online_eval(self, task: nn.Module) -> dict[str, float]:
-        assert self.online_eval is not None
+        assert self.online_eval is not None  # Trainer.__init__ checked it
         task.eval()
         try:
             # An evaluator that draws random numbers must not shift the training streams,
-            # or a run with online eval would differ from one without.
+            # or a run with online evaluation would differ from one without.
             with preserved_rng():
                 result = self.online_eval(task.encoder)  # type: ignore[arg-type]
         finally:
             task.train()
         return {f"online.{k}": float(v) for k, v in result.items()}
 
-    # -- checkpoints ------------------------------------------------------------------
-    def _state(
-        self,
-        task: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        scaler: torch.amp.GradScaler,
-        step: int,
-        epoch: int,
-        position: int,
-        loss: float,
-        world: int,
-    ) -> dict[str, Any]:
-        rng = capture_rng_state()
-        rngs: list[Any] = [rng]
-        if world > 1:  # each rank has its own streams (dropout); rank 0 saves all of them
-            rngs = [None] * world
-            dist.all_gather_object(rngs, rng)
-        return {
-            "format": 1,
-            "step": step,
-            "loss": loss,
-            "task": task.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rngs,
-            "sampler": {"epoch": epoch, "position": position},
-            "world_size": world,
-            "config": asdict(self.config),
-        }
-
-    def _resume(
-        self,
-        ckpt_dir: Path | None,
-        task: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        scaler: torch.amp.GradScaler,
-        rank: int,
-        world: int,
-    ) -> tuple[int, int, int, float] | None:
-        """Load the newest good checkpoint; returns (step, epoch, position, loss) or None."""
+    def _resume(self, ckpt_dir: Path | None, live: _Live, rank: int) -> dict[str, Any] | None:
+        """Load the newest good checkpoint into the live objects; its progress, or None."""
         if ckpt_dir is None:
             return None
         found = latest_valid_checkpoint(ckpt_dir) if rank == 0 else None
         name = [found[0].name if found is not None else ""]
-        if world > 1:  # rank 0 picks the file so every rank resumes from the same step
+        if distributed.world_size() > 1:  # rank 0 picks, so every rank resumes the same step
             dist.broadcast_object_list(name, src=0)
         if not name[0]:
             return None
         state = found[1] if found is not None else load_checkpoint(ckpt_dir / name[0])
-        task.load_state_dict(state["task"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-        rngs = state["rng"]
-        if len(rngs) == world:
-            restore_rng_state(rngs[rank])
-        else:
+        if not restore_training_state(state, *live, rank=rank):
             log.warning(
-                "checkpoint was written by %d processes, now %d: RNG streams are "
-                "reseeded, so this run will not match an uninterrupted one",
-                len(rngs),
-                world,
-            )
-            seed_everything(derive_seed(self.config.seed, "resume", step, rank))
-        changed = sorted(
-            k
-            for k, v in asdict(self.config).items()
-            if k not in _RESUMABLE_CHANGES and state["config"].get(k) != v
-        )
+                "%s was written by %d processes, this run has %d: RNG streams are reseeded, "
+                "so the result will differ from an uninterrupted run",
+                name[0], len(state["rng"]), distributed.world_size(),
+            )  # fmt: skip
+            seed_everything(derive_seed(self.config.seed, "resume", state["step"], rank))
+        saved = state.get("config", {})
+        changed = [
+            k for k, v in asdict(self.config).items()
+            if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+        ]  # fmt: skip
         if changed and rank == 0:
-            log.warning(
-                "resuming with changed settings %s; the run will differ from one "
-                "trained with either setting throughout",
-                changed,
-            )
-        log.info("resuming from %s (step %d)", ckpt_dir / name[0], step)
-        return (
-            step,
-            int(state["sampler"]["epoch"]),
-            int(state["sampler"]["position"]),
-            float(state["loss"]),
-        )
-
-
-def _step_record(
-    out: dict[str, Any], step: int, epoch: int, lr: float, grad_norm: torch.Tensor | None
-) -> dict[str, Any]:
-    loss = float(out["loss"])
-    if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"loss is {loss} at step {step} (lr {lr:.3g}); lower TrainConfig.lr, keep "
-            "grad_clip on, or use precision='fp32' to find the overflowing operation"
-        )
-    record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss, "lr": lr}
-    for key, value in out.items():
-        if key in ("loss", "embedding"):
-            continue
-        if (isinstance(value, torch.Tensor) and value.numel() == 1) or (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-        ):
-            record[key] = float(value)
-    if grad_norm is not None:
-        record["grad_norm"] = float(grad_norm)
-    emb = out.get("embedding")
-    if isinstance(emb, torch.Tensor) and emb.ndim == 2 and emb.shape[0] >= 2:
-        record.update(embedding_stats(emb))
-    return record
+            log.warning("resuming %s with changed settings %s", name[0], changed)
+        log.info("resuming from %s (step %d)", ckpt_dir / name[0], state["step"])
+        return {key: state[key] for key in ("step", "loss", "epoch", "position")}

@@ -243,6 +243,23 @@ class _Supervised:
         network.train(self.encoder.training)  # so the mode extract_embeddings restores is ours
         return extract_embeddings(network, dataset, split, ctx, indices)
 
+    def loss(
+        self, batch: Any, y: torch.Tensor, rows: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
+        """Training loss of one batch from ``labelled_batches``."""
+        z = self.encoder(move_to(batch, device))
+        if rows is not None:
+            z = z[rows.to(z.device)]
+        out = self.head(z)
+        y = torch.as_tensor(y).to(device)
+        if self.classify:
+            return F.cross_entropy(out, y.reshape(-1).long())
+        assert self.target_mean is not None and self.target_std is not None
+        mean = torch.as_tensor(self.target_mean, device=device)
+        std = torch.as_tensor(self.target_std, device=device)
+        target = (y.reshape(len(y), -1).double() - mean) / std
+        return F.mse_loss(out, target.to(out.dtype))
+
     def val_score(
         self, dataset: SSLDataset, split: str, indices: Sequence[int] | None, ctx: EvalContext
     ) -> float:
@@ -349,8 +366,6 @@ def _fit(
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         shuffle = torch.Generator().manual_seed(seed)  # CPU: labelled_batches permutes on CPU
-        mean = None if target_mean is None else torch.as_tensor(target_mean, device=device)
-        std = None if target_std is None else torch.as_tensor(target_std, device=device)
         best_score, best_state = -math.inf, None
         for _ in range(epochs):
             model.encoder.train()
@@ -362,20 +377,11 @@ def _fit(
                     split, batch_size, indices=indices, shuffle=True, generator=shuffle
                 ):
                     # A lone trailing sample would make batch norm fail in train mode
-                    # ("Expected more than 1 value per channel"); it is redrawn next pass.
+                    # ("Expected more than 1 value per channel"); skipped, it lands in
+                    # a full batch of a later, reshuffled pass.
                     if len(y) == 1 and n_items > 1 and batch_size > 1:
                         continue
-                    z = model.encoder(move_to(batch, device))
-                    if rows is not None:
-                        z = z[rows.to(z.device)]
-                    out = model.head(z)
-                    y = torch.as_tensor(y).to(device)
-                    if model.classify:
-                        loss = F.cross_entropy(out, y.reshape(-1).long())
-                    else:
-                        assert mean is not None and std is not None
-                        target = (y.reshape(len(y), -1).double() - mean) / std
-                        loss = F.mse_loss(out, target.to(out.dtype))
+                    loss = model.loss(batch, y, rows, device)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()

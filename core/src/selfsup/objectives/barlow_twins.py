@@ -83,9 +83,10 @@ class BarlowTwinsConfig:
     code), tuned there for ``D = 8192``; the paper reports little sensitivity to
     it. The default keeps it at narrower projectors too: the off-diagonal sum has
     ``D(D - 1)`` terms against ``D`` on the diagonal, so a smaller ``D`` only
-    weakens the decorrelation term relative to the invariance term. To keep the two terms balanced at any width,
-    pass ``off_diagonal_weight=1 / proj_out_dim`` (Tsai et al. 2021, "A Note on
-    Connecting Barlow Twins with Negative-Sample-Free Contrastive Learning").
+    weakens the decorrelation term relative to the invariance term. To keep the
+    two balanced at any width, pass ``off_diagonal_weight=1 / proj_out_dim``
+    (Tsai et al. 2021, "A Note on Connecting Barlow Twins with Negative-Sample-Free
+    Contrastive Learning").
 
     The projector has the paper's shape, three linear layers with BatchNorm and
     ReLU between them, but 2048 units instead of 8192 so that it fits a CPU run.

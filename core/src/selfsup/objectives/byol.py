@@ -157,8 +157,9 @@ class BYOL(nn.Module, PretextTask):
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """EMA update of the target after optimiser step ``step`` of ``total_steps``.
 
-        Uses ``tau_step`` of :func:`target_momentum` (paper Eq. 1 and §3.3), so the
-        first update (``step=0``) uses ``tau_base`` and the target freezes at the end.
+        The trainer passes ``step`` as the number of steps completed (1 to
+        ``total_steps``); the update uses ``tau_step`` of :func:`target_momentum`
+        (paper Eq. 1 and §3.3), which reaches 1 (a frozen target) at the last step.
         """
         self.tau = target_momentum(step, total_steps, self.config.tau_base)
         self.update_target(self.tau)

@@ -2,8 +2,8 @@
 
 Every method here puts an MLP (a *projector*, and for BYOL and SimSiam a
 *predictor*) on top of the encoder and computes its loss on the head's output;
-the encoder output before the head is what gets exported (Chen et al. 2020, §4.2,
-show it transfers better than the projected one). :func:`mlp_head` builds those
+the encoder output before the head is what gets exported, being the better
+representation for downstream tasks (Chen et al. 2020, §4.2). :func:`mlp_head` builds those
 heads; the remaining helpers turn ``build(**options)`` into a validated config.
 """
 
