@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -213,8 +214,8 @@ def register_datasets(register):
     register(DatasetSpec("twice.toy", "m:f", ("vector",), "x"))
 """
     make_dist("selfsup-twice", "twice_plugin", src, "twice", version="0.3")
-    with pytest.raises(DuplicateKeyError, match="'twice.toy' is registered twice: by "
-                       "selfsup-twice 0.3 and by selfsup-twice 0.3"):
+    with pytest.raises(DuplicateKeyError, match=re.escape(
+            "'twice.toy' is registered twice: by selfsup-twice 0.3 and by selfsup-twice 0.3")):
         Registry().load()
 
 
@@ -226,8 +227,8 @@ def test_unknown_key_suggests_and_lists(make_dist: MakeDist) -> None:
     assert "Did you mean 'core.barlow_twins'?" in msg and "core.vicreg" in msg
     with pytest.raises(UnknownKeyError, match="install it"):
         reg.get("dataset", "molecular.chembl")
-    assert "selfsup-molecular" in str(pytest.raises(UnknownKeyError, reg.get, "dataset",
-                                                    "molecular.chembl").value)
+    with pytest.raises(UnknownKeyError, match="selfsup-molecular"):
+        reg.get("dataset", "molecular.chembl")
 
 
 def test_explicit_list_and_disabled_autoload(make_dist: MakeDist,

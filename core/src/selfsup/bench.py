@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ def _run_one(
             continue
         result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
                                time.perf_counter() - t0,
-                               note=f"final loss {run['train'].get('final_loss', float('nan')):.4f}"))
+                               note=f"final loss {run['train'].get('final_loss', nan):.4f}"))
 
     for name in baselines or spec.baselines:
         if name not in spec.baselines:

@@ -134,7 +134,7 @@ def _experiment(args: argparse.Namespace, require_pretext: bool) -> Any:
         value = getattr(args, key)
         if value:
             section = raw.get(key)
-            raw[key] = {**section, "name": value} if isinstance(section, dict) else value
+            raw[key] = {**section, "name": value} if isinstance(section, dict) else {"name": value}
     if args.evaluator:
         raw["evaluators"] = list(args.evaluator)
     overrides = list(args.set)

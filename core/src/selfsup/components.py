@@ -302,7 +302,7 @@ class BenchmarkSpec:
     gpu_train: Mapping[str, Any] = field(default_factory=dict)
 
 
-SPEC_KINDS: dict[str, type] = {
+SPEC_KINDS: dict[str, type[Any]] = {
     "dataset": DatasetSpec,
     "encoder": EncoderSpec,
     "pretext": PretextSpec,

@@ -153,7 +153,9 @@ def _component(section: str, raw: Any) -> Component:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"[{section}] must be a table with a 'name' key or a string key")
     if "name" not in raw or not isinstance(raw["name"], str):
-        raise ConfigError(f"[{section}] needs name = \"<registry key>\", e.g. name = \"core.digits\"")
+        raise ConfigError(
+            f"[{section}] needs name = \"<registry key>\", e.g. name = \"core.digits\""
+        )
     options = {k: v for k, v in raw.items() if k != "name"}
     if isinstance(options.get("options"), Mapping):  # also accept [x.options] sub-tables
         options = {**{k: v for k, v in options.items() if k != "options"}, **options["options"]}

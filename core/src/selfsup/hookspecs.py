@@ -13,7 +13,7 @@ Modality vocabulary (:data:`selfsup.components.MODALITIES`): ``vector``,
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -91,7 +91,7 @@ class MetricsWriter:
         if self._tb is not None:
             step = int(record["step"])
             for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and value == value:
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:

@@ -197,7 +197,7 @@ class Registry:
         spec_type = SPEC_KINDS[kind]
 
         def register(spec: Any) -> None:
-            if not isinstance(spec, spec_type):
+            if not isinstance(spec, spec_type):  # a plugin passing the wrong spec kind
                 raise TypeError(
                     f"{report.label()}: register() in the {kind} hook takes a "
                     f"{spec_type.__name__}, got {type(spec).__name__}"

@@ -271,7 +271,9 @@ def load_exported(
     return exp, built
 
 
-def summary_markdown(exp: Experiment, train: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+def summary_markdown(
+    exp: Experiment, train: Mapping[str, Any], metrics: Mapping[str, float]
+) -> str:
     lines = [
         f"# {exp.name}",
         "",

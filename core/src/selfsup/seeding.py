@@ -86,12 +86,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((pyst["version"], tuple(int(v) for v in pyst["state"]), pyst["gauss_next"]))
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available():
-        if len(cuda) != torch.cuda.device_count():
-            # A different device count cannot restore per-device states one to one;
-            # seeding beats failing to resume, and CUDA runs are not bit-exact anyway.
-            torch.cuda.manual_seed_all(int(state["torch"].sum()))
-        else:
-            torch.cuda.set_rng_state_all(cuda)
+        # A machine with fewer GPUs restores the devices it has; CUDA runs are not
+        # bit-exact anyway, but their random streams should still continue.
+        for index, device_state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 @contextmanager

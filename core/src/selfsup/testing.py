@@ -65,7 +65,7 @@ def check_dataset(spec: DatasetSpec, **options: Any) -> SSLDataset:
             _fail(spec.name, f"lists split {split!r} but labelled_split({split!r}) is None")
     if ds.task.kind in ("classification", "regression") and ds.splits:
         split = ds.splits[0]
-        x, y, rows = next(iter(ds.labelled_batches(split, batch_size=4)))
+        _, y, rows = next(iter(ds.labelled_batches(split, batch_size=4)))
         if rows is None and len(y) == 0:
             _fail(spec.name, f"labelled_batches({split!r}) yielded no labels")
         n = ds.n_labelled(split)
@@ -184,9 +184,9 @@ def check_plugin(
         if key in skip:
             continue
         espec = reg.get("encoder", key)
-        for dkey, ds in datasets.items():
+        for ds in datasets.values():
             if espec.accepts(ds.modality):
-                enc = check_encoder(espec, ds, **encoder_options.get(key, {}))
+                check_encoder(espec, ds, **encoder_options.get(key, {}))
                 for pkey in report.registered.get("pretext", []):
                     pspec = reg.get("pretext", pkey)
                     if pkey in skip or not pspec.accepts(ds.modality):
@@ -195,7 +195,6 @@ def check_plugin(
                         continue
                     fresh = espec.build(ds, **encoder_options.get(key, {}))
                     check_pretext(pspec, fresh, ds, **pretext_options.get(pkey, {}))
-                del enc
     for key in report.registered.get("evaluator", []):
         if key not in skip:
             reg.get("evaluator", key).build()

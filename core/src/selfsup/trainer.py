@@ -216,6 +216,7 @@ class Trainer:
         Per step: move the batch to the device, call ``task(batch, generator)`` with a
         generator seeded from (seed, step, rank) under the configured autocast, then
         backward, clip, optimiser step and LR schedule step. Only rank 0 writes files.
+        Under torchrun (WORLD_SIZE > 1) it joins the process group if the caller has not.
         """
         t_start = time.perf_counter()
         cfg = self.config
@@ -299,19 +300,13 @@ class Trainer:
                     )
                 loss = out["loss"]
                 optimizer.zero_grad(set_to_none=True)
-                # The scaler's calls are skipped, not just disabled, outside fp16: a few
-                # microseconds a step that a hand-written loop would not spend either.
-                (scaler.scale(loss) if use_scaler else loss).backward()
+                scaler.scale(loss).backward()  # a disabled scaler passes everything through
                 grad_norm = None
                 if cfg.grad_clip is not None:
-                    if use_scaler:
-                        scaler.unscale_(optimizer)
+                    scaler.unscale_(optimizer)
                     grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                if use_scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 lr = optimizer.param_groups[0]["lr"]  # the rate this step used
                 scheduler.step()
                 step += 1
@@ -335,6 +330,7 @@ class Trainer:
                 if main and every and step % every == 0:
                     record.setdefault("step", step)
                     record.update(self._run_online_eval(task))
+                    window_start, window_steps = time.perf_counter(), 0  # not in samples/s
                 if writer is not None and record:
                     writer.write(record)
                 every = cfg.checkpoint_every
