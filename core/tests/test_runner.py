@@ -174,3 +174,33 @@ def test_cli_plugins_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "core  selfsup 0.1.0  [ok]" in out and "not installed: selfsup-medical" in out
     assert main(["list", "pretext"]) == 0
     assert "core.directpred" in capsys.readouterr().out
+
+
+def test_online_knn_and_collapse_diagnostics_are_logged(tmp_path: Path) -> None:
+    raw = _raw()
+    raw["training"].update({"steps": 10, "online_eval_every": 5, "log_every": 5})
+    run_experiment(parse_experiment(raw), tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    online = [x for x in lines if "online.knn_accuracy" in x]
+    assert [x["step"] for x in online] == [5, 10]
+    assert all(0.1 < x["online.knn_accuracy"] <= 1.0 for x in online)
+    logged = [x for x in lines if "emb_rank" in x]
+    assert logged and all(x["emb_rank"] >= 1.0 and x["emb_std"] > 0 for x in logged)
+
+
+def test_torchrun_two_processes_write_one_run_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(EXPERIMENT.replace("steps = 12", "steps = 6"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "-m", "selfsup.cli", "run", str(cfg), "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1  # rank 0 reports, rank 1 stays quiet
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"phase": "eval"' in x for x in lines) == 1
+    assert json.loads(lines[-2])["step"] == 6

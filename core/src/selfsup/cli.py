@@ -159,6 +159,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args, exp.name)
     result = run_experiment(exp, run_dir, reg)
+    from selfsup.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     print(f"run folder: {run_dir}")
     for key, value in sorted(result["metrics"].items()):
         print(f"  {key}: {value:.4f}")

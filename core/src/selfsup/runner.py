@@ -179,9 +179,10 @@ def run_experiment(
     ``dataset``: an already built dataset to reuse (``selfsup bench`` builds it once).
     """
     from selfsup.distributed import is_main_process
-    from selfsup.trainer import Trainer
+    from selfsup.trainer import Trainer, init_distributed
 
     run_dir = Path(run_dir)
+    init_distributed()  # under torchrun: join the group first, so only rank 0 writes
     built = build(exp, registry, dataset)
     train_cfg = exp.train_config()
     device = resolve_device(train_cfg.device)
@@ -195,6 +196,11 @@ def run_experiment(
     train_info: dict[str, Any] = {}
     if built.task is not None:
         monitor = online_knn(built, device) if train_cfg.online_eval_every else None
+        if train_cfg.online_eval_every and monitor is None:
+            raise ConfigError(
+                f"training.online_eval_every needs class labels for its kNN monitor; dataset "
+                f"{exp.dataset.name!r} has {built.dataset.task.kind!r}: set it to 0"
+            )
         result = Trainer(built.task, built.dataset, train_cfg, run_dir, online_eval=monitor).fit()
         train_info = {
             "steps": result.steps,

@@ -155,8 +155,8 @@ def check_plugin(
     if plugin is not None:
         reg = Registry(plugins=[], strict=True)
         reg.add_plugin(plugin, name)
-    else:
-        reg = Registry(plugins=[name], strict=True)
+    else:  # core is always loaded; any other name is an entry point
+        reg = Registry(plugins=[] if name == "core" else [name], strict=True)
     reg.load()
     report = next(r for r in reg.reports if r.name == name)
     if not any(report.registered.values()):

@@ -1,0 +1,93 @@
+"""The conformance kit on core's own components, and on plugins that break the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from selfsup import hookimpl
+from selfsup.components import DatasetSpec, EncoderSpec, SSLDataset, TaskSpec
+from selfsup.testing import ConformanceError, check_plugin
+
+SMALL_HEADS = {"proj_hidden_dim": 32, "proj_out_dim": 32}
+
+
+def test_core_passes_its_own_conformance_kit() -> None:
+    small = {k: dict(SMALL_HEADS) for k in ("core.simclr", "core.barlow_twins", "core.vicreg",
+                                             "core.simsiam", "core.directpred")}
+    small["core.byol"] = {**SMALL_HEADS, "pred_hidden_dim": 32}
+    reg = check_plugin("core", encoder_options={"core.mlp": {"hidden_dims": [32],
+                                                             "embed_dim": 16}},
+                       pretext_options=small)
+    assert "core.digits" in reg.keys("benchmark")
+
+
+class _Vectors(SSLDataset):
+    name = "bad.vectors"
+    modality = "vector"
+    task = TaskSpec("classification", n_classes=2)
+
+    def __init__(self, deterministic_views: bool = True) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(40, 6, generator=g)
+        self.y = (self.x[:, 0] > 0).long()
+        self.input_dim = 6
+        self.deterministic_views = deterministic_views
+
+    def pretrain_set(self) -> Any:
+        return self.x
+
+    def labelled_split(self, split: str) -> Any:
+        return TensorDataset(self.x, self.y) if split in self.splits else None
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.deterministic_views:
+            return batch + 0.1 * torch.randn(batch.shape, generator=generator)
+        return batch + 0.1 * torch.randn(batch.shape)  # ignores the generator: a bug
+
+
+class _WrongDim(nn.Module):
+    embed_dim = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+def _plugin(dataset_factory: Any, encoder_factory: Any) -> object:
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register: Any) -> None:
+            register(DatasetSpec("bad.vectors", dataset_factory, ("vector",), "toy vectors"))
+
+        @hookimpl
+        def register_encoders(self, register: Any) -> None:
+            register(EncoderSpec("bad.enc", encoder_factory, ("vector",), "toy encoder"))
+
+    return Plugin()
+
+
+def test_kit_catches_views_that_ignore_the_generator() -> None:
+    plugin = _plugin(lambda: _Vectors(deterministic_views=False),
+                     "selfsup.encoders.mlp:build")
+    with pytest.raises(ConformanceError, match="bad.vectors: augment\\(\\) with equal"):
+        check_plugin("bad", plugin=plugin)
+
+
+def test_kit_catches_an_encoder_whose_output_is_not_embed_dim() -> None:
+    plugin = _plugin(_Vectors, lambda dataset: _WrongDim())
+    with pytest.raises(ConformanceError, match=r"bad.enc: forward returned \(8, 4\), "
+                                               r"expected \[B, 8\]"):
+        check_plugin("bad", plugin=plugin)
+
+
+def test_kit_passes_a_correct_toy_plugin() -> None:
+    reg = check_plugin("bad", plugin=_plugin(_Vectors, "selfsup.encoders.mlp:build"))
+    assert reg.keys("encoder") == ["bad.enc", "core.mlp"]
