@@ -195,15 +195,29 @@ class InputFeatures(nn.Module):
 def _fmt(metrics: dict[str, float], key: str) -> str:
     if key not in metrics:
         return "–"
-    std = metrics.get(key + "_std")
-    return f"{metrics[key]:.3f} ± {std:.3f}" if std is not None else f"{metrics[key]:.3f}"
+    value, std = metrics[key], metrics.get(key + "_std")
+    if std is None and float(value).is_integer():
+        return str(int(value))  # counts, such as the number of training labels
+    return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+
+
+def _metric_keys(rows: Sequence[Row]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r.metrics if not k.endswith("_std")))
+
+
+def _quality_keys(rows: Sequence[Row], most: int = 4) -> list[str]:
+    """The metrics worth plotting: scores, not counts such as ``n_train``; macro-F1
+    only where there is no accuracy beside it (it then repeats the accuracy's story)."""
+    keys = [k for k in _metric_keys(rows) if ".n_train" not in k]
+    keys = [k for k in keys if "f1_macro" not in k or k.replace("f1_macro", "accuracy") not in keys]
+    return keys[:most]
 
 
 def markdown_table(result: BenchResult) -> str:
     lines: list[str] = []
     for bench in dict.fromkeys(r.benchmark for r in result.rows):
         rows = [r for r in result.rows if r.benchmark == bench]
-        keys = list(dict.fromkeys(k for r in rows for k in r.metrics if not k.endswith("_std")))
+        keys = _metric_keys(rows)
         lines += [f"### {bench}", ""]
         lines.append("| method | " + " | ".join(keys) + " | time (s) |")
         lines.append("| --- " * (len(keys) + 2) + "|")
@@ -219,7 +233,7 @@ def markdown_table(result: BenchResult) -> str:
 
 
 def plot(result: BenchResult, path: Path) -> None:
-    """One panel per benchmark: the first metric of each method, with its spread."""
+    """A row of panels per benchmark, one panel per quality metric, with seed spreads."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,20 +242,32 @@ def plot(result: BenchResult, path: Path) -> None:
     benches = list(dict.fromkeys(r.benchmark for r in result.rows))
     if not benches:
         return
-    fig, axes = plt.subplots(1, len(benches), figsize=(6 * len(benches), 4), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    panels = {b: _quality_keys([r for r in result.rows if r.benchmark == b]) for b in benches}
+    ncols = max(1, max(len(k) for k in panels.values()))
+    fig, axes = plt.subplots(len(benches), ncols, figsize=(3.6 * ncols + 1.5, 0.35 * 12 + 1),
+                             squeeze=False)
+    for i, bench in enumerate(benches):
         rows = [r for r in result.rows if r.benchmark == bench]
-        key = next((k for r in rows for k in r.metrics if not k.endswith("_std")), None)
-        if key is None:
-            continue
         names = [r.method for r in rows]
-        values = [r.metrics.get(key, float("nan")) for r in rows]
-        errs = [r.metrics.get(key + "_std", 0.0) for r in rows]
         colors = ["tab:blue" if r.kind == "pretext" else "tab:gray" for r in rows]
-        ax.barh(names, values, xerr=errs, color=colors)
-        ax.set_xlabel(key)
-        ax.set_title(bench)
-        ax.invert_yaxis()
+        for j in range(ncols):
+            ax = axes[i][j]
+            if j >= len(panels[bench]):
+                ax.axis("off")
+                continue
+            key = panels[bench][j]
+            values = [r.metrics.get(key, float("nan")) for r in rows]
+            errs = [r.metrics.get(key + "_std", 0.0) for r in rows]
+            ax.barh(names, values, xerr=errs, color=colors)
+            finite = [v for v in values if v == v]
+            if finite:  # zoom in: the differences are often a few points
+                lo, hi = min(finite), max(finite)
+                pad = max(0.02, 0.15 * (hi - lo))
+                ax.set_xlim(lo - pad, hi + pad)
+            ax.set_title(f"{bench}\n{key}" if j == 0 else key, fontsize=9)
+            ax.invert_yaxis()
+            if j:
+                ax.set_yticklabels([])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
