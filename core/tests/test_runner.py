@@ -138,6 +138,15 @@ def test_cli_overrides_parse_toml_values() -> None:
                                    "training.grad_clip=2"])
     assert raw["training"]["lr"] == 0.01
     assert raw["pretext"]["name"] == "core.simclr"
+    raw = apply_overrides(_raw(), ["evaluators.core.linear_probe.label_fractions=[0.1]",
+                                   "evaluators.core.kmeans.n_init=2"])
+    assert raw["evaluators"] == [
+        {"name": "core.linear_probe", "label_fractions": [0.1]},
+        {"name": "core.knn"},
+        {"name": "core.kmeans", "n_init": 2},
+    ]
+    with pytest.raises(ConfigError, match=re.escape("evaluators.<key>.<option>")):
+        apply_overrides(_raw(), ["evaluators.knn=3"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides(_raw(), ["training.lr"])
 

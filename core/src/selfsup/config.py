@@ -28,7 +28,9 @@ An experiment file::
     seeds = [0, 1, 2]
 
 Every key can be set from the command line as ``--set training.steps=100`` (the
-value is read as a TOML value; a bare word is a string).
+value is read as a TOML value; a bare word is a string); evaluator options as
+``--set evaluators.core.linear_probe.label_fractions=[0.1]`` (the evaluator is
+added when the experiment does not have it yet).
 """
 
 from __future__ import annotations
@@ -125,19 +127,36 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=100")
         value = parse_value(value_text.strip())
         parts = key.split(".")
+        if parts[0] == "evaluators":
+            _set_evaluator_option(out, parts, value, item)
+            continue
         node: Any = out
         for part in parts[:-1]:
-            if part == "evaluators":
-                raise ConfigError(
-                    f"--set {item!r}: evaluator options are set in the TOML file; "
-                    "on the command line use --evaluator NAME"
-                )
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is a value, not a table")
             node = child
         node[parts[-1]] = value
     return out
+
+
+def _set_evaluator_option(out: dict[str, Any], parts: list[str], value: Any, item: str) -> None:
+    """``evaluators.<registry key>.<option>=value``: the key itself contains dots."""
+    if len(parts) < 4:
+        raise ConfigError(
+            f"--set {item!r}: evaluator options read evaluators.<key>.<option>=VALUE, "
+            "e.g. evaluators.core.linear_probe.label_fractions=[0.1]"
+        )
+    name, option = ".".join(parts[1:-1]), parts[-1]
+    entries = out.get("evaluators", [])
+    entries = [entries] if isinstance(entries, (str, Mapping)) else list(entries)
+    entries = [{"name": e} if isinstance(e, str) else dict(e) for e in entries]
+    target = next((e for e in entries if e.get("name") == name), None)
+    if target is None:
+        target = {"name": name}
+        entries.append(target)
+    target[option] = value
+    out["evaluators"] = entries
 
 
 def parse_value(text: str) -> Any:
