@@ -147,7 +147,10 @@ class SSLDataset:
         n = len(pre)  # type: ignore[arg-type]
         h.update(str(n).encode())
         for i in range(0, n, max(1, n // 64)):
-            h.update(repr(_to_numpy(pre[i]).tobytes()[:4096]).encode())
+            arr = _to_numpy(pre[i])
+            # an object array's bytes are pointers: hash its repr instead (override
+            # fingerprint() for samples whose repr does not show their content)
+            h.update(arr.tobytes()[:4096] if arr.dtype != object else repr(pre[i]).encode())
         return h.hexdigest()[:16]
 
     def _require_split(self, split: str) -> torch.utils.data.Dataset[Any]:

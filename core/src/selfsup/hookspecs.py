@@ -1,10 +1,16 @@
 """The hook specifications every selfsup plugin implements.
 
 One hook per concept. Each receives a ``register`` callback; a plugin calls it once
-per component it provides. Keys are namespaced by the plugin (``graph.grace``,
-``core.barlow_twins``). What each registered object must provide is documented on
-the spec classes in :mod:`selfsup.components` and in the plugin guide
-(``core/README.md``, "Writing a plugin").
+per component it provides, with the matching spec object from
+:mod:`selfsup.components`. Every hook returns None and is called once per plugin
+(not ``firstresult``); the registry calls each plugin's implementation in its own
+guard, so an exception there is reported against that plugin only.
+
+Keys are namespaced by the plugin's entry-point name (``graph.grace``,
+``core.barlow_twins``); a key without that prefix, a spec of the wrong kind, or a
+key registered twice is an error naming the distribution. Factories may be given
+as ``"module:function"`` strings so that registering imports nothing heavy.
+The plugin guide (``core/README.md``, "Writing a plugin") has worked examples.
 
 Modality vocabulary (:data:`selfsup.components.MODALITIES`): ``vector``,
 ``image2d``, ``volume3d``, ``kspace``, ``graph.node``, ``graph.graph``,
