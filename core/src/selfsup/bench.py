@@ -16,7 +16,7 @@ Results go to ``results.json``, ``results.md`` and ``results.png``.
 from __future__ import annotations
 
 import json
-import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +32,12 @@ from selfsup.config import Component, Experiment
 from selfsup.errors import ConfigError
 from selfsup.plugins import KNOWN_PLUGINS, Registry, get_registry
 
-log = logging.getLogger(__name__)
+
+def _say(message: str) -> None:
+    """One status line per step of the bench, on stderr (the table goes to stdout)."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
 BASELINES = ("input", "random_init", "supervised")
 
 
@@ -119,7 +124,7 @@ def _run_one(
                     for e in spec.evaluators],
         evaluation={"seeds": list(seeds)},
     )
-    log.info("benchmark %s: building dataset %s", spec.name, spec.dataset)
+    _say(f"{spec.name}: building dataset {spec.dataset}")
     built = build(base, registry)
     dataset = built.dataset
     device = resolve_device(str(training.get("device", "auto")))
@@ -131,11 +136,12 @@ def _run_one(
         exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}",
                             "pretext": Component(key, dict(spec.pretext_options.get(key, {})))})
         t0 = time.perf_counter()
+        _say(f"{spec.name}: pretraining {key} for {training.get('steps')} steps, then evaluating")
         try:
             run = run_experiment(exp, out / spec.name / key, registry, dataset=dataset)
         except (ConfigError, ValueError, RuntimeError) as exc:
             result.skipped.append(f"{spec.name} / {key}: {exc}")
-            log.warning("skipped %s / %s: %s", spec.name, key, exc)
+            _say(f"{spec.name}: skipped {key}: {exc}")
             continue
         result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
                                time.perf_counter() - t0,
@@ -145,6 +151,7 @@ def _run_one(
         if name not in spec.baselines:
             continue
         t0 = time.perf_counter()
+        _say(f"{spec.name}: baseline {name}")
         encoder = _baseline_encoder(name, spec, built, ctx, supervised_epochs)
         if isinstance(encoder, str):
             result.skipped.append(f"{spec.name} / baseline {name}: {encoder}")

@@ -126,7 +126,7 @@ def register_benchmarks(register: Register) -> None:
                 "core.simsiam",
                 "core.directpred",
             ),
-            evaluators=("core.linear_probe", "core.knn", "core.kmeans"),
+            evaluators=("core.linear_probe", "core.knn", "core.kmeans", "core.finetune"),
             # heads narrower than the papers' (2048-8192) so every objective trains in
             # seconds on a CPU; the encoder is 128-d, so wider heads buy little here
             pretext_options={
@@ -140,7 +140,11 @@ def register_benchmarks(register: Register) -> None:
                                  "pred_hidden_dim": 128},
                 "core.directpred": {"proj_hidden_dim": 512, "proj_out_dim": 512},
             },
-            evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
+            evaluator_options={
+                "core.linear_probe": {"label_fractions": [1.0, 0.1]},
+                # few labels is where pretraining should pay; 100% costs the most time
+                "core.finetune": {"label_fractions": [0.01, 0.1], "epochs": 10},
+            },
             summary="digits as 64-d vectors: every generic objective on an MLP, "
             "probed against input pixels, a random-init and a supervised MLP",
             train={"steps": 300, "batch_size": 256, "lr": 2e-3, "warmup_steps": 20},

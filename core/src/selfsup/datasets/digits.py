@@ -63,16 +63,14 @@ class DigitsDataset(SSLDataset):
         )
         self._split_idx = {"train": train, "val": val, "test": test}
         self._x, self._y = x, y
+        self._labelled = {s: TensorDataset(x[i], y[i]) for s, i in self._split_idx.items()}
         self.input_dim = x.shape[1]
 
     def pretrain_set(self) -> Dataset[Any]:
         return _Unlabelled(self._x[self._split_idx["train"]])
 
     def labelled_split(self, split: str) -> Dataset[Any] | None:
-        idx = self._split_idx.get(split)
-        if idx is None:
-            return None
-        return TensorDataset(self._x[idx], self._y[idx])
+        return self._labelled.get(split)
 
     def labels(self, split: str) -> np.ndarray:
         return self._y[self._require_idx(split)].numpy()
