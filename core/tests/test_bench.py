@@ -31,3 +31,27 @@ def test_bench_cli(tmp_path: Path) -> None:
     assert main(["bench", "--out", str(tmp_path), "--steps", "3", "--seeds", "0",
                  "--pretext", "core.simclr", "--baseline", "input"]) == 0
     assert (tmp_path / "results.md").is_file()
+
+
+def test_mean_and_fixed_encoder_baselines(tmp_path: Path) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BenchmarkSpec
+    from selfsup.plugins import Registry
+
+    class Toy:
+        @hookimpl
+        def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
+            register(BenchmarkSpec(
+                name="toy.digits", dataset="core.digits", encoder="core.mlp",
+                pretexts=("core.simclr",), evaluators=("core.linear_probe",),
+                summary="toy", baselines=("mean", "encoder:core.mlp"),
+                pretext_options={"core.simclr": {"proj_hidden_dim": 32}},
+                train={"steps": 2, "batch_size": 64}))
+
+    reg = Registry(plugins=[])
+    reg.add_plugin(Toy(), "toy")
+    result = run_bench(tmp_path, benchmarks=["toy.digits"], registry=reg, seeds=(0,))
+    by = {r.method: r.metrics for r in result.rows}
+    # a constant encoder can only predict the majority class: digits are balanced
+    assert by["baseline:mean"]["linear_probe.accuracy"] < 0.15
+    assert by["baseline:encoder:core.mlp"]["linear_probe.accuracy"] > 0.8

@@ -7,7 +7,11 @@ evaluated; the baselines are measured by the same evaluators on the same splits:
 - ``input``: the dataset's own input features (where it has flat ones);
 - ``random_init``: the encoder, untrained;
 - ``supervised``: the encoder trained end to end on the labelled train split
-  (:func:`selfsup.evaluators.finetune.train_supervised`), then frozen.
+  (:func:`selfsup.evaluators.finetune.train_supervised`), then frozen;
+- ``mean``: a constant encoder, so every probe predicts the train-set mean
+  (regression) or the majority class (classification);
+- ``encoder:<key>``: a registered encoder used as a fixed feature extractor
+  (a plugin's fingerprints or hand-made descriptors), untrained.
 
 With no plugin benchmark installed, core's own ``core.digits`` benchmark runs.
 Results go to ``results.json``, ``results.md`` and ``results.png``.
@@ -38,7 +42,7 @@ def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-BASELINES = ("input", "random_init", "supervised")
+BASELINES = ("input", "random_init", "supervised", "mean", "encoder:<key>")
 
 
 @dataclass
@@ -167,6 +171,10 @@ def _baseline_encoder(
     """The baseline's encoder, or a string saying why it does not apply."""
     if name == "input":
         return InputFeatures.for_dataset(built.dataset)
+    if name == "mean":
+        return Constant()
+    if name.startswith("encoder:"):
+        return built.registry.get("encoder", name.split(":", 1)[1]).build(built.dataset)
     assert ctx.encoder_factory is not None  # eval_context always sets it
     if name == "random_init":
         return ctx.encoder_factory()
@@ -178,6 +186,26 @@ def _baseline_encoder(
         return train_supervised(ctx.encoder_factory(), built.dataset, ctx, epochs=epochs,
                                 lr=1e-3, weight_decay=1e-4, batch_size=128, seed=ctx.seeds[0])
     return f"unknown baseline {name!r}; baselines are {list(BASELINES)}"
+
+
+class Constant(nn.Module):
+    """A one-dimensional constant 'encoder': the train-set mean / majority-class baseline."""
+
+    embed_dim = 1
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(_batch_size(batch), 1)
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        return _batch_size(next(iter(batch.values())))
+    if isinstance(batch, (list, tuple)):
+        return len(batch)
+    raise TypeError(f"cannot tell the batch size of a {type(batch).__name__}; "
+                    "the 'mean' baseline needs a tensor, dict, list or tuple batch")
 
 
 class InputFeatures(nn.Module):

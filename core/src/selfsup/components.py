@@ -90,6 +90,11 @@ class SSLDataset:
             f"dataset {self.name!r} registers no views; joint-embedding objectives need them"
         )
 
+    def sample_lengths(self) -> Sequence[int] | None:
+        """Lengths of the pretraining samples (tokens, nodes, frames) for length
+        bucketing in the trainer's batch sampler, or None (the default) for none."""
+        return None
+
     def input_features(self, batch: Any) -> torch.Tensor:
         """Flat input features ``[B, F]`` of a batch, for the 'input features' baseline."""
         raise NotImplementedError(f"dataset {self.name!r} has no flat input features")

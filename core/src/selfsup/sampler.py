@@ -6,12 +6,18 @@ rank draws the same permutation and takes the strided slice ``perm[rank::world]`
 (as ``torch.utils.data.DistributedSampler`` does): the ranks' first batches of
 ``B / world`` samples together are exactly the first ``B`` samples one process
 would draw, so a DDP run sees the same global batches as a single-process run.
+
+Length bucketing (when the dataset gives ``sample_lengths()``): the shard is cut
+into pools of ``BUCKET_POOL`` batches, each pool is sorted by length and cut into
+batches, and the batches of a pool are shuffled, all from ``(seed, epoch, rank)``.
+Short sequences then share batches with short ones and pay less padding, while
+the order stays a pure function of the epoch, so resuming mid-epoch still works.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +25,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from selfsup.seeding import derive_seed
+
+BUCKET_POOL = 50  # batches per sorting pool, as in fairseq / AllenNLP bucketing
+
+
+def bucket_by_length(
+    indices: torch.Tensor, lengths: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Reorder ``indices`` so each run of ``batch_size`` holds samples of similar length."""
+    out = []
+    pool = BUCKET_POOL * batch_size
+    for start in range(0, len(indices), pool):
+        chunk = indices[start : start + pool]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches = list(torch.split(chunk, batch_size))
+        full = [b for b in batches if len(b) == batch_size]
+        order = torch.randperm(len(full), generator=generator).tolist()
+        out += [full[i] for i in order] + [b for b in batches if len(b) < batch_size]
+    return torch.cat(out) if out else indices
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -35,7 +59,16 @@ class ResumableSampler(Sampler[int]):
     of what the training loop has used.
     """
 
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        lengths: torch.Tensor | None = None,
+        batch_size: int = 1,
+    ) -> None:
         if n < 1:
             raise ValueError(f"ResumableSampler needs a non-empty dataset, got n={n}")
         if not 0 <= rank < world_size:
@@ -46,6 +79,10 @@ class ResumableSampler(Sampler[int]):
         self.world_size = world_size
         self.epoch = 0
         self.position = 0
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"sample_lengths() gave {len(lengths)} lengths for {n} samples")
+        self.lengths = lengths
+        self.batch_size = batch_size
 
     @property
     def shard_size(self) -> int:
@@ -69,7 +106,11 @@ class ResumableSampler(Sampler[int]):
         if total > self.n:
             # Pad by wrapping so every rank runs the same number of steps per epoch.
             perm = perm.repeat(-(-total // self.n))[:total]
-        return perm[self.rank :: self.world_size]
+        shard = perm[self.rank :: self.world_size]
+        if self.lengths is not None and self.batch_size > 1:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "bucket", epoch, self.rank))
+            shard = bucket_by_length(shard, self.lengths, self.batch_size, g)
+        return shard
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.shard(self.epoch)[self.position :].tolist())
@@ -105,9 +146,15 @@ class EpochLoader:
         num_workers: int = 0,
         drop_last: bool = True,
         pin_memory: bool = False,
+        lengths: Sequence[int] | None = None,
     ) -> None:
-        self.sampler = ResumableSampler(len(dataset), seed, rank, world_size)  # type: ignore[arg-type]
-        self.batch_size = min(batch_size, self.sampler.shard_size)
+        n = len(dataset)  # type: ignore[arg-type]
+        self.batch_size = min(batch_size, -(-n // world_size))
+        self.sampler = ResumableSampler(
+            n, seed, rank, world_size,
+            lengths=None if lengths is None else torch.as_tensor(lengths),
+            batch_size=self.batch_size,
+        )  # fmt: skip
         self._generator = torch.Generator()
         self.loader = DataLoader(
             dataset,

@@ -249,6 +249,7 @@ class Trainer:
             num_workers=cfg.num_workers,
             drop_last=cfg.drop_last,
             pin_memory=device.type == "cuda",
+            lengths=self.dataset.sample_lengths(),
         )
         if data.batch_size < cfg.batch_size and main:
             log.warning(
