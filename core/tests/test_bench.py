@@ -11,6 +11,7 @@ from selfsup.cli import main
 
 def test_bench_runs_pretexts_and_baselines(tmp_path: Path) -> None:
     result = run_bench(tmp_path, steps=10, seeds=(0,), pretexts=["core.barlow_twins"],
+                       evaluators=["core.linear_probe", "core.knn", "core.kmeans"],
                        supervised_epochs=5)
     methods = [r.method for r in result.rows]
     assert methods == ["core.barlow_twins", "baseline:input", "baseline:random_init",
@@ -29,7 +30,8 @@ def test_bench_runs_pretexts_and_baselines(tmp_path: Path) -> None:
 
 def test_bench_cli(tmp_path: Path) -> None:
     assert main(["bench", "--out", str(tmp_path), "--steps", "3", "--seeds", "0",
-                 "--pretext", "core.simclr", "--baseline", "input"]) == 0
+                 "--pretext", "core.simclr", "--baseline", "input",
+                 "--evaluator", "core.finetune"]) == 0
     assert (tmp_path / "results.md").is_file()
 
 

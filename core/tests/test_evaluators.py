@@ -314,6 +314,24 @@ def test_linear_probe_regression_uses_ridge_and_fits_a_linear_target() -> None:
     assert "linear_probe.accuracy" not in metrics
 
 
+def test_linear_probe_reports_roc_auc_for_binary_tasks_only() -> None:
+    separable = linear_probe.build(**FAST_GRID)(IdentityEncoder(16), blobs_dataset(2), ctx())
+    assert separable["linear_probe.roc_auc"] > 0.99
+    assert "linear_probe.roc_auc_std" in separable
+    noise = linear_probe.build(**FAST_GRID)(IdentityEncoder(32), noise_dataset(2), ctx())
+    assert 0.35 < noise["linear_probe.roc_auc"] < 0.65  # chance is 0.5
+    multiclass = linear_probe.build(**FAST_GRID)(IdentityEncoder(16), blobs_dataset(4), ctx())
+    assert not any("roc_auc" in key for key in multiclass)
+
+
+def test_binary_roc_auc_ranks_scores_and_is_nan_for_one_class() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert linear_probe.binary_roc_auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert linear_probe.binary_roc_auc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert linear_probe.binary_roc_auc(y, np.array([0.9, 0.8, 0.2, 0.1]), positive=0) == 1.0
+    assert math.isnan(linear_probe.binary_roc_auc(np.ones(4), np.arange(4.0)))
+
+
 # -- kNN ------------------------------------------------------------------------------
 
 

@@ -87,6 +87,7 @@ def run_bench(
     gpu: bool = False,
     pretexts: Sequence[str] | None = None,
     baselines: Sequence[str] | None = None,
+    evaluators: Sequence[str] | None = None,
     supervised_epochs: int = 60,
 ) -> BenchResult:
     """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``."""
@@ -98,17 +99,23 @@ def run_bench(
     result.missing_plugins = [d for n, d in KNOWN_PLUGINS.items() if n not in installed]
     for spec in select_benchmarks(registry, benchmarks):
         _run_one(spec, out, registry, result, steps=steps, seeds=seeds, gpu=gpu,
-                 pretexts=pretexts, baselines=baselines, supervised_epochs=supervised_epochs)
+                 pretexts=pretexts, baselines=baselines, evaluators=evaluators,
+                 supervised_epochs=supervised_epochs)
+        write_results(result, out)  # after each benchmark, so a later failure loses nothing
+    write_results(result, out)
+    return result
+
+
+def write_results(result: BenchResult, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
     (out / "results.md").write_text(markdown_table(result), encoding="utf-8")
     plot(result, out / "results.png")
-    return result
 
 
 def _run_one(
     spec: BenchmarkSpec, out: Path, registry: Registry, result: BenchResult, *,
     steps: int | None, seeds: Sequence[int], gpu: bool, pretexts: Sequence[str] | None,
-    baselines: Sequence[str] | None, supervised_epochs: int,
+    baselines: Sequence[str] | None, evaluators: Sequence[str] | None, supervised_epochs: int,
 ) -> None:
     from selfsup.runner import build, eval_context, evaluate, resolve_device, run_experiment
 
@@ -125,7 +132,7 @@ def _run_one(
         pretext=None,
         training=training,
         evaluators=[Component(e, dict(spec.evaluator_options.get(e, {})))
-                    for e in spec.evaluators],
+                    for e in spec.evaluators if not evaluators or e in evaluators],
         evaluation={"seeds": list(seeds)},
     )
     _say(f"{spec.name}: building dataset {spec.dataset}")
@@ -156,11 +163,16 @@ def _run_one(
             continue
         t0 = time.perf_counter()
         _say(f"{spec.name}: baseline {name}")
-        encoder = _baseline_encoder(name, spec, built, ctx, supervised_epochs)
-        if isinstance(encoder, str):
-            result.skipped.append(f"{spec.name} / baseline {name}: {encoder}")
+        try:
+            encoder = _baseline_encoder(name, spec, built, ctx, supervised_epochs)
+            if isinstance(encoder, str):
+                raise ValueError(encoder)
+            metrics = evaluate(encoder.to(device), built, ctx)
+        except (ConfigError, ValueError, RuntimeError, TypeError) as exc:
+            # one baseline that does not apply must not cost the rest of the table
+            result.skipped.append(f"{spec.name} / baseline {name}: {exc}")
+            _say(f"{spec.name}: skipped baseline {name}: {exc}")
             continue
-        metrics = evaluate(encoder.to(device), built, ctx)
         result.rows.append(Row(spec.name, f"baseline:{name}", "baseline", metrics,
                                time.perf_counter() - t0))
 
@@ -214,7 +226,8 @@ class InputFeatures(nn.Module):
     def __init__(self, dataset: SSLDataset) -> None:
         super().__init__()
         self.dataset = dataset
-        self.embed_dim = -1  # not known before the first batch; evaluators don't need it
+        batch, _, _ = next(dataset.labelled_batches(dataset.splits[0], batch_size=2))
+        self.embed_dim = int(self(batch).shape[1])
 
     def forward(self, batch: Any) -> torch.Tensor:
         z = self.dataset.input_features(batch).float()

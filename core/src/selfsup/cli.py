@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds")
     b.add_argument("--pretext", action="append", default=[], help="only these pretexts")
     b.add_argument("--baseline", action="append", default=[], help="only these baselines")
+    b.add_argument("--evaluator", action="append", default=[], help="only these evaluators")
     b.add_argument("--gpu", action="store_true", help="use the benchmarks' larger GPU setting")
     return p
 
@@ -192,7 +193,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(
         args.out, benchmarks=args.benchmark or None, registry=reg, steps=args.steps,
         seeds=_seeds(args.seeds), gpu=args.gpu, pretexts=args.pretext or None,
-        baselines=args.baseline or None,
+        baselines=args.baseline or None, evaluators=args.evaluator or None,
     )
     print(markdown_table(result))
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "

@@ -17,7 +17,9 @@ training labels (see :func:`selfsup.evaluators.embeddings.stratified_subset`);
 the validation split stays whole, as in SimCLR's semi-supervised protocol.
 
 Metric keys: ``linear_probe.accuracy`` and ``linear_probe.f1_macro``
-(classification), ``linear_probe.rmse``, ``linear_probe.mae`` and
+(classification), ``linear_probe.roc_auc`` (binary classification only: the
+area under the ROC curve of the chosen model's predicted probability of class 1,
+NaN when the test split holds one class), ``linear_probe.rmse``, ``linear_probe.mae`` and
 ``linear_probe.r2`` (regression), each with ``"@10%"`` appended for a label
 fraction below 1, ``"_std"`` appended to that for the spread over seeds, and
 ``linear_probe.n_train<suffix>`` (training examples used; the same for every seed).
@@ -38,6 +40,7 @@ from sklearn.metrics import (
     mean_absolute_error,
     mean_squared_error,
     r2_score,
+    roc_auc_score,
 )
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -109,7 +112,7 @@ def linear_probe(
     seeds = require_seeds(ctx, NAME)
     embedded = embed_splits(encoder, dataset, ctx, ("train", "val", "test"))
     classify = kind == "classification"
-    fit = _fit_classifier if classify else _fit_regressor
+    binary = classify and dataset.task.n_classes == 2
     per_seed: list[dict[str, float]] = []
     # Subset sizes follow from class counts alone, so they are the same for every
     # seed: reported once, without a spread.
@@ -122,7 +125,11 @@ def linear_probe(
         for fraction in config.label_fractions:
             subset = train.take(stratified_subset(train.y, fraction, seed, stratify=classify))
             suffix = fraction_suffix(fraction)
-            metrics = fit(subset, val, embedded["test"], config)
+            metrics = (
+                _fit_classifier(subset, val, embedded["test"], config, binary=binary)
+                if classify
+                else _fit_regressor(subset, val, embedded["test"], config)
+            )
             results.update({f"{NAME}.{key}{suffix}": value for key, value in metrics.items()})
             n_train[f"{NAME}.n_train{suffix}"] = float(len(subset))
         per_seed.append(results)
@@ -136,7 +143,8 @@ def _standardised(train: Embedded, *others: Embedded) -> list[np.ndarray]:
 
 
 def _fit_classifier(
-    train: Embedded, val: Embedded, test: Embedded, config: LinearProbeConfig
+    train: Embedded, val: Embedded, test: Embedded, config: LinearProbeConfig,
+    *, binary: bool = False,
 ) -> dict[str, float]:
     z_train, z_val, z_test = _standardised(train, val, test)
     y_train, y_val, y_test = (class_labels(part.y) for part in (train, val, test))
@@ -158,10 +166,22 @@ def _fit_classifier(
             best, best_score = model, score
     assert best is not None  # the grid is non-empty (checked by the config)
     pred = best.predict(z_test)
-    return {
+    metrics = {
         "accuracy": float(accuracy_score(y_test, pred)),
         "f1_macro": float(f1_score(y_test, pred, average="macro", zero_division=0)),
     }
+    if binary:  # the ranking quality that molecular benchmarks report
+        metrics["roc_auc"] = binary_roc_auc(y_test, best.predict_proba(z_test)[:, 1],
+                                            positive=best.classes_[-1])
+    return metrics
+
+
+def binary_roc_auc(y: np.ndarray, score: np.ndarray, positive: Any = 1) -> float:
+    """ROC-AUC of ``score`` for the class ``positive``; NaN when ``y`` holds one class."""
+    truth = np.asarray(y) == positive
+    if truth.all() or not truth.any():
+        return float("nan")
+    return float(roc_auc_score(truth, score))
 
 
 def _fit_regressor(
