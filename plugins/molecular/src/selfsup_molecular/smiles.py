@@ -1,0 +1,632 @@
+"""The base of every molecular dataset: molecules as SMILES strings.
+
+A sample is a canonical SMILES string. :meth:`SmilesDataset.collate` turns a list of
+them into a batch dict::
+
+    {"input_ids": LongTensor [B, L],       # <bos> tokens <eos>, padded with <pad>
+     "attention_mask": BoolTensor [B, L],  # True on real tokens (incl. <bos>/<eos>)
+     "smiles": list[str]}                  # the strings that were tokenized
+
+``L`` is the longest sequence in the batch (at most ``max_length``). A labelled
+item is ``(smiles, y)``, ``y`` a float32 scalar tensor (regression) or a long one
+(classification).
+
+Views (:meth:`SmilesDataset.augment`): each molecule is rewritten as a randomized
+SMILES (Bjerrum 2017; Arús-Pous et al. 2019), re-tokenized, and each ordinary
+token is replaced by ``<mask>`` with probability ``mask_prob`` (as in the masked
+language model of Devlin et al., "BERT", 2019, and ChemBERTa, Chithrananda et
+al. 2020). Both draw from the trainer's generator, so a view is reproducible.
+
+Bad input never stops a dataset from building: rows with an invalid SMILES
+(unparseable, bad valence, empty), a molecule longer than ``max_length`` tokens,
+or a missing label are skipped and recorded in ``dataset.skipped`` as
+:class:`Skipped` records; :meth:`SmilesDataset.skip_summary` says how many, which
+and why, and is logged once as a warning.
+
+Splits: :func:`scaffold_split` is the deterministic Bemis-Murcko scaffold split of
+MoleculeNet/chemprop (Wu et al., "MoleculeNet", Chem. Sci. 2018; Yang et al.,
+J. Chem. Inf. Model. 2019); :func:`random_split` a seeded random one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from selfsup.components import SSLDataset, TaskSpec
+
+from . import chem
+from .tokenizer import SmilesTokenizer, tokenize
+
+if TYPE_CHECKING:
+    from rdkit import Chem
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 128
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+
+#: skip reasons, in the order rows are checked
+MISSING_LABEL = "missing label"
+INVALID_LABEL = "invalid label"
+EMPTY_SMILES = "empty SMILES"
+INVALID_SMILES = "invalid SMILES (unparseable or bad valence)"
+TOO_LONG = "too long"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A source row left out of a dataset.
+
+    ``row``: where it came from (a 1-based data row or line number, or an id);
+    ``smiles``: the SMILES as given; ``reason``: one of the reasons above;
+    ``detail``: specifics (the token count, the bad label).
+    """
+
+    row: int | str
+    smiles: str
+    reason: str
+    detail: str = ""
+
+
+def summarize_skipped(skipped: Sequence[Skipped], source: str = "", *, show: int = 10) -> str:
+    """How many rows were skipped, grouped by reason, with the first ``show`` rows of each."""
+    where = f" of {source}" if source else ""
+    if not skipped:
+        return f"no rows{where} skipped"
+    groups: dict[str, list[Skipped]] = defaultdict(list)
+    for s in skipped:
+        groups[s.reason].append(s)
+    lines = [f"skipped {len(skipped)} row(s){where}:"]
+    for reason, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(
+            f"{s.row} {_short(s.smiles)!r}" + (f" ({s.detail})" if s.detail else "")
+            for s in items[:show]
+        )
+        more = f", ... and {len(items) - show} more" if len(items) > show else ""
+        lines.append(f"  {reason}: {len(items)} (rows {shown}{more})")
+    return "\n".join(lines)
+
+
+def _short(smiles: str, width: int = 60) -> str:
+    return smiles if len(smiles) <= width else smiles[: width - 3] + "..."
+
+
+# -- cleaning ------------------------------------------------------------------------------
+@dataclass
+class CleanRows:
+    """Rows that passed :func:`clean_rows`: source row ids, canonical SMILES, labels."""
+
+    rows: list[int | str] = field(default_factory=list)
+    smiles: list[str] = field(default_factory=list)
+    labels: list[float] = field(default_factory=list)
+    mols: list[Chem.Mol] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+
+def n_tokens(smiles: str) -> int:
+    """Sequence length of ``smiles`` as encoded: its tokens plus ``<bos>`` and ``<eos>``."""
+    return len(tokenize(smiles)) + 2
+
+
+def clean_rows(
+    rows: Iterable[tuple[int | str, Any, Any]],
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    need_label: bool = False,
+    classes: Sequence[float] | None = None,
+) -> CleanRows:
+    """Check and canonicalise ``(row, smiles, label)`` rows; skip and record bad ones.
+
+    ``need_label``: a missing label (None, empty, NaN) skips the row; a label that is
+    not a number, or not in ``classes`` when given, is an invalid label. Duplicates
+    are kept (deduplicate pretraining sets yourself).
+    """
+    from rdkit import Chem
+
+    out = CleanRows()
+    with chem.quiet_rdkit():  # once for the loop: the context costs as much as a parse
+        for row, raw_smiles, raw_label in rows:
+            smiles = "" if raw_smiles is None else str(raw_smiles)
+            label = _check_label(raw_label, classes) if need_label else math.nan
+            if isinstance(label, tuple):
+                out.skipped.append(Skipped(row, smiles, *label))
+                continue
+            if not smiles.strip():
+                out.skipped.append(Skipped(row, smiles, EMPTY_SMILES))
+                continue
+            mol = chem.to_mol(smiles, quiet=False)
+            if mol is None:
+                out.skipped.append(Skipped(row, smiles, INVALID_SMILES))
+                continue
+            can = str(Chem.MolToSmiles(mol))
+            try:
+                length = n_tokens(can)
+            except ValueError as exc:  # an atom RDKit accepts but the token pattern lacks
+                out.skipped.append(Skipped(row, smiles, INVALID_SMILES, str(exc)))
+                continue
+            if length > max_length:
+                detail = f"{length} tokens > max_length {max_length}"
+                out.skipped.append(Skipped(row, smiles, TOO_LONG, detail))
+                continue
+            out.rows.append(row)
+            out.smiles.append(can)
+            out.labels.append(label)
+            out.mols.append(mol)
+    return out
+
+
+def _check_label(raw: Any, classes: Sequence[float] | None) -> float | tuple[str, str]:
+    """The label as a float, or ``(reason, detail)`` of why it is missing or invalid."""
+    text = "" if raw is None else str(raw).strip()
+    if not text or text.lower() in ("nan", "na", "n/a", "none", "null"):
+        return (MISSING_LABEL, "")
+    try:
+        label = float(text)
+    except ValueError:
+        return (INVALID_LABEL, f"label {text!r} is not a number")
+    if math.isnan(label):
+        return (MISSING_LABEL, "")
+    if not math.isfinite(label):
+        return (INVALID_LABEL, f"label {text!r} is not finite")
+    if classes is not None and label not in classes:
+        return (INVALID_LABEL, f"label {text!r} is not one of {list(classes)}")
+    return label
+
+
+# -- splits ---------------------------------------------------------------------------------
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"split fractions {tuple(fractions)} must be three non-negative numbers "
+            "(train, val, test) that sum to 1, e.g. (0.8, 0.1, 0.1)"
+        )
+    return float(fractions[0]), float(fractions[1]), float(fractions[2])
+
+
+def scaffold_split(
+    smiles: Sequence[str | Chem.Mol], fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> dict[str, np.ndarray]:
+    """Deterministic Bemis-Murcko scaffold split (MoleculeNet, chemprop).
+
+    Molecules are grouped by scaffold; groups are sorted by size, largest first (ties:
+    first appearance), and each group goes whole to train while it fits
+    ``fractions[0] * n``, else to val while that fits ``fractions[1] * n``, else to
+    test. No scaffold is in two splits. Returns sorted indices per split.
+    """
+    return group_split([chem.murcko_scaffold(s) for s in smiles], fractions)
+
+
+def group_split(
+    keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> dict[str, np.ndarray]:
+    """:func:`scaffold_split` with the scaffold (or any group key) of each item given."""
+    f_train, f_val, _ = _check_fractions(fractions)
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    n = len(keys)
+    train_cap, val_cap = f_train * n, f_val * n
+    out: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for members in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
+        if len(out["train"]) + len(members) <= train_cap:
+            out["train"] += members
+        elif len(out["val"]) + len(members) <= val_cap:
+            out["val"] += members
+        else:
+            out["test"] += members
+    return {s: np.asarray(sorted(idx), dtype=np.int64) for s, idx in out.items()}
+
+
+def random_split(
+    n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A seeded random split of ``range(n)``; sorted indices per split."""
+    f_train, f_val, _ = _check_fractions(fractions)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_train, n_val = round(f_train * n), round(f_val * n)
+    parts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
+    return {s: np.sort(p).astype(np.int64) for s, p in zip(SPLITS, parts)}
+
+
+def split_indices(
+    smiles: Sequence[str | Chem.Mol],
+    method: str = "scaffold",
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> dict[str, np.ndarray]:
+    """``scaffold_split`` or ``random_split`` by name."""
+    if method == "scaffold":
+        return scaffold_split(smiles, fractions)
+    if method == "random":
+        return random_split(len(smiles), fractions, seed)
+    raise ValueError(f"split={method!r} is unknown; use 'scaffold' or 'random'")
+
+
+# -- torch datasets -------------------------------------------------------------------------
+class SmilesList(Dataset[str]):
+    """Unlabelled SMILES strings."""
+
+    def __init__(self, smiles: Sequence[str]) -> None:
+        self.smiles = list(smiles)
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def __getitem__(self, i: int) -> str:
+        return self.smiles[i]
+
+
+class LabelledSmiles(Dataset[tuple[str, torch.Tensor]]):
+    """``(smiles, y)`` items; ``y`` a scalar tensor."""
+
+    def __init__(self, smiles: Sequence[str], y: torch.Tensor) -> None:
+        if len(smiles) != len(y):
+            raise ValueError(f"{len(smiles)} SMILES but {len(y)} labels")
+        self.smiles, self.y = list(smiles), y
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def __getitem__(self, i: int) -> tuple[str, torch.Tensor]:
+        return self.smiles[i], self.y[i]
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time this process sees it (a benchmark
+    builds the same dataset once per method)."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+# -- the dataset ----------------------------------------------------------------------------
+class SmilesDataset(SSLDataset):
+    """Molecules as SMILES: pretraining strings, labelled splits, tokenizer, views.
+
+    ``pretrain_smiles`` should be canonical (see :func:`clean_rows`); exact duplicates
+    are dropped and molecules longer than ``max_length`` tokens (with ``<bos>`` and
+    ``<eos>``) are skipped and recorded. ``labelled`` maps a split name to
+    ``(smiles, labels)``; its molecules must fit ``max_length`` (run them through
+    :func:`clean_rows`). ``tokenizer``: built on the pretraining SMILES when not given.
+    ``skipped``: rows the reader already left out, reported with the dataset's own.
+    ``notes``: lines for :meth:`describe` (e.g. how many molecules were deduplicated).
+    ``warn_skipped``: log the skipped rows as a warning (once per process), else as
+    info (for shipped data whose few bad rows are known).
+    """
+
+    modality = "smiles"
+    offline = True
+
+    def __init__(
+        self,
+        pretrain_smiles: Sequence[str],
+        *,
+        labelled: Mapping[str, tuple[Sequence[str], Sequence[float] | np.ndarray]] | None = None,
+        task: TaskSpec | None = None,
+        tokenizer: SmilesTokenizer | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        mask_prob: float = 0.15,
+        name: str = "molecular.smiles",
+        skipped: Sequence[Skipped] = (),
+        notes: Sequence[str] = (),
+        source: str = "",
+        warn_skipped: bool = True,
+    ) -> None:
+        if not isinstance(max_length, int) or max_length < 3:
+            raise ValueError(f"{name}: max_length={max_length!r} must be an int >= 3")
+        if not 0.0 <= mask_prob < 1.0:
+            raise ValueError(f"{name}: mask_prob={mask_prob!r} must lie in [0, 1)")
+        self.name = name
+        self.max_length = max_length
+        self.mask_prob = float(mask_prob)
+        self.source = source or name
+        self.notes = list(notes)
+        self.skipped: list[Skipped] = list(skipped)
+
+        kept: list[str] = []
+        kept_tokens: list[list[str]] = []
+        seen: set[str] = set()
+        self._lengths: list[int] = []
+        for i, s in enumerate(pretrain_smiles):
+            if not isinstance(s, str) or not s.strip():
+                self.skipped.append(Skipped(f"pretrain {i}", str(s or ""), EMPTY_SMILES))
+                continue
+            if s in seen:
+                continue
+            seen.add(s)
+            try:
+                toks = tokenize(s)
+            except ValueError as exc:
+                self.skipped.append(Skipped(f"pretrain {i}", s, INVALID_SMILES, str(exc)))
+                continue
+            length = len(toks) + 2
+            if length > max_length:
+                detail = f"{length} tokens > max_length {max_length}"
+                self.skipped.append(Skipped(f"pretrain {i}", s, TOO_LONG, detail))
+                continue
+            kept.append(s)
+            kept_tokens.append(toks)
+            self._lengths.append(length)
+        self._pretrain = kept
+        self.tokenizer = (
+            tokenizer if tokenizer is not None else SmilesTokenizer.from_token_lists(kept_tokens)
+        )
+
+        labelled = dict(labelled or {})
+        self.task = task if task is not None else TaskSpec("none")
+        if labelled and self.task.kind not in ("classification", "regression"):
+            raise ValueError(
+                f"{name}: labelled splits need task kind 'classification' or 'regression', "
+                f"got {self.task.kind!r}"
+            )
+        if not labelled and self.task.kind != "none":
+            raise ValueError(f"{name}: task {self.task.kind!r} given without labelled splits")
+        self.splits = tuple(labelled)
+        self._labelled: dict[str, LabelledSmiles] = {}
+        for split, (smiles, labels) in labelled.items():
+            too_long = [s for s in smiles if n_tokens(s) > max_length]
+            if too_long:
+                raise ValueError(
+                    f"{name}: {len(too_long)} molecule(s) of split {split!r} are longer than "
+                    f"max_length={max_length} tokens (e.g. {too_long[0]!r}); "
+                    "filter them with clean_rows() or raise max_length"
+                )
+            arr = np.asarray(labels, dtype=np.float64)
+            if self.task.kind == "classification":
+                y = torch.as_tensor(arr.astype(np.int64), dtype=torch.long)
+            else:
+                y = torch.as_tensor(arr, dtype=torch.float32)
+            self._labelled[split] = LabelledSmiles(smiles, y)
+
+        #: set by :func:`labelled_dataset`: pretraining molecules dropped because they
+        #: are labelled ones, the split method and each split's source rows
+        self.overlap_removed = 0
+        self.split_method: str | None = None
+        self.split_rows: dict[str, list[int | str]] = {}
+        self._mols: dict[str, Chem.Mol] = {}
+        self._fps: dict[str, np.ndarray] = {}
+        if self.skipped and warn_skipped:
+            _warn_once(f"{name}: {self.skip_summary()}")
+        elif self.skipped:
+            log.info("%s: %s", name, self.skip_summary())
+
+    # -- SSLDataset ---------------------------------------------------------------------
+    def pretrain_set(self) -> SmilesList:
+        return SmilesList(self._pretrain)
+
+    @property
+    def pretrain_smiles(self) -> list[str]:
+        return list(self._pretrain)
+
+    def labelled_split(self, split: str) -> LabelledSmiles | None:
+        return self._labelled.get(split)
+
+    def labelled_smiles(self, split: str) -> list[str]:
+        return list(self._require_labelled(split).smiles)
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._require_labelled(split).y.numpy()
+
+    def _require_labelled(self, split: str) -> LabelledSmiles:
+        ds = self._require_split(split)
+        assert isinstance(ds, LabelledSmiles)
+        return ds
+
+    def sample_lengths(self) -> list[int]:
+        """Token counts of the pretraining samples, ``<bos>`` and ``<eos>`` included."""
+        return list(self._lengths)
+
+    def collate(self, samples: Iterable[str]) -> dict[str, Any]:
+        samples = list(samples)
+        if samples and not isinstance(samples[0], str):
+            raise TypeError(
+                f"{self.name}: collate() takes SMILES strings, got {type(samples[0]).__name__}; "
+                "labelled items (smiles, y) are collated by labelled_batches()"
+            )
+        return self.encode_batch(samples)
+
+    def encode_batch(self, smiles: Sequence[str]) -> dict[str, Any]:
+        """Tokenize and pad ``smiles`` into a batch dict (see the module docstring)."""
+        ids = [self.tokenizer.encode(s, self.max_length) for s in smiles]
+        return self._pad(ids, list(smiles))
+
+    def _pad(self, ids: Sequence[Sequence[int]], smiles: list[str]) -> dict[str, Any]:
+        width = max((len(x) for x in ids), default=0)
+        input_ids = torch.full((len(ids), width), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = True
+        return {"input_ids": input_ids, "attention_mask": mask, "smiles": smiles}
+
+    def augment(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        """A randomized-SMILES view of each molecule with ``mask_prob`` token masking."""
+        if not isinstance(batch, Mapping) or "smiles" not in batch:
+            raise TypeError(
+                f"{self.name}: augment() expects a batch dict from collate() with a 'smiles' "
+                f"list, got {type(batch).__name__}"
+            )
+        gen_device = generator.device
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=gen_device))
+        rng = random.Random(seed)
+        views: list[str] = []
+        ids: list[list[int]] = []
+        for s in batch["smiles"]:
+            view = chem.randomized(self._mol(s), rng)
+            toks = tokenize(view)
+            if len(toks) + 2 > self.max_length:
+                view, toks = s, tokenize(s)
+            views.append(view)
+            ids.append([self.tokenizer.bos_id, *self.tokenizer.encode_tokens(toks),
+                        self.tokenizer.eos_id])
+        out = self._pad(ids, views)
+        out["input_ids"], _ = self.mask_tokens(out["input_ids"], generator)
+        device = batch["input_ids"].device if "input_ids" in batch else torch.device("cpu")
+        out["input_ids"] = out["input_ids"].to(device)
+        out["attention_mask"] = out["attention_mask"].to(device)
+        return out
+
+    def mask_tokens(
+        self, input_ids: torch.Tensor, generator: torch.Generator, prob: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace each ordinary token (not pad/unk/bos/eos/mask) by ``<mask>`` with
+        probability ``prob`` (default ``mask_prob``). Returns ``(masked_ids, masked)``,
+        ``masked`` a BoolTensor of the replaced positions. Draws on ``generator``."""
+        p = self.mask_prob if prob is None else float(prob)
+        draw = torch.rand(input_ids.shape, generator=generator, device=generator.device)
+        ordinary = input_ids >= self.tokenizer.n_special
+        masked = (draw.to(input_ids.device) < p) & ordinary
+        return input_ids.masked_fill(masked, self.tokenizer.mask_id), masked
+
+    def _mol(self, smiles: str) -> Chem.Mol:
+        mol = self._mols.get(smiles)
+        if mol is None:
+            mol = chem.to_mol(smiles)
+            if mol is None:
+                raise ValueError(f"{self.name}: cannot make a view of invalid SMILES {smiles!r}")
+            if len(self._mols) < 200_000:  # parsed once per molecule, not once per step
+                self._mols[smiles] = mol
+        return mol
+
+    def input_features(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Morgan fingerprints (radius 2, 2048 bits) of the batch's molecules: the
+        'input features' baseline of molecular property prediction."""
+        missing = [s for s in batch["smiles"] if s not in self._fps]
+        if missing:
+            for s, fp in zip(missing, chem.morgan_fingerprints(missing)):
+                self._fps[s] = fp
+        feats = np.stack([self._fps[s] for s in batch["smiles"]])
+        return torch.as_tensor(feats, device=batch["input_ids"].device)
+
+    def fingerprint(self) -> str:
+        """Hash of the name, the canonical SMILES of every set, labels and the vocabulary."""
+        h = hashlib.sha256(f"{self.name}:{self.modality}:{self.max_length}".encode())
+        h.update("\n".join(self._pretrain).encode())
+        for split, ds in self._labelled.items():
+            h.update(f"\n#{split}\n".encode())
+            h.update("\n".join(ds.smiles).encode())
+            h.update(ds.y.numpy().tobytes())
+        h.update("\n".join(self.tokenizer.tokens).encode())
+        return h.hexdigest()[:16]
+
+    # -- reporting ----------------------------------------------------------------------
+    def skip_summary(self) -> str:
+        return summarize_skipped(self.skipped, self.source)
+
+    def describe(self) -> str:
+        """A few lines: sizes, task, vocabulary, notes and skipped rows."""
+        parts = [f"{len(self._pretrain)} pretraining molecules"]
+        parts += [f"{split} {len(ds)}" for split, ds in self._labelled.items()]
+        lines = [
+            f"{self.name} ({self.task.kind}): " + ", ".join(parts),
+            f"vocabulary {self.tokenizer.vocab_size} tokens, max_length {self.max_length}",
+            *self.notes,
+        ]
+        if self.skipped:
+            lines.append(self.skip_summary())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(d)}" for s, d in self._labelled.items())
+        return (f"{type(self).__name__}(name={self.name!r}, pretrain={len(self._pretrain)}"
+                + (f", {sizes}" if sizes else "") + ")")
+
+
+def labelled_dataset(
+    clean: CleanRows,
+    *,
+    name: str,
+    task: TaskSpec,
+    pretrain_smiles: Sequence[str] | None,
+    split: str = "scaffold",
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    max_length: int = DEFAULT_MAX_LENGTH,
+    mask_prob: float = 0.15,
+    tokenizer: SmilesTokenizer | None = None,
+    pretrain_source: str = "",
+    notes: Sequence[str] = (),
+    source: str = "",
+) -> SmilesDataset:
+    """A labelled :class:`SmilesDataset` from cleaned rows.
+
+    Splits ``clean`` by ``split`` (``"scaffold"`` or ``"random"`` with ``seed``) and
+    drops every labelled molecule (by canonical SMILES) from ``pretrain_smiles``, so
+    no evaluation molecule is seen in pretraining; the count is ``overlap_removed``.
+    ``pretrain_smiles=None`` pretrains on the train split's molecules (labels hidden),
+    less any that are also in val or test.
+    """
+    if len(clean) < 3:
+        raise ValueError(
+            f"{name}: only {len(clean)} usable labelled molecule(s) in {source or 'the data'}, "
+            f"too few for train/val/test splits; {summarize_skipped(clean.skipped)}"
+        )
+    scaffolds: list[str] = []
+    if split == "scaffold":
+        scaffolds = [chem.murcko_scaffold(m) for m in clean.mols]
+        idx = group_split(scaffolds, fractions)
+    else:
+        idx = split_indices(clean.mols, split, seed=seed, fractions=fractions)
+    empty = [s for s in SPLITS if len(idx[s]) == 0]
+    if empty:
+        raise ValueError(
+            f"{name}: the {split} split of {len(clean)} molecules leaves {empty} empty; "
+            "use more molecules or split='random'"
+        )
+    if pretrain_smiles is None:  # the train split's molecules, labels hidden
+        pretrain_smiles = [clean.smiles[i] for i in idx["train"]]
+        held_out = {clean.smiles[i] for s in ("val", "test") for i in idx[s]}
+        pretrain_source = pretrain_source or "the train split's molecules"
+    else:
+        held_out = set(clean.smiles)
+    unique = list(dict.fromkeys(pretrain_smiles))
+    pretrain = [s for s in unique if s not in held_out]
+    overlap = len(unique) - len(pretrain)
+    sizes = ", ".join(f"{s} {len(idx[s])}" for s in SPLITS)
+    if split == "scaffold":
+        n_scaffolds = {s: len({scaffolds[i] for i in idx[s]}) for s in SPLITS}
+        scaf = " (" + ", ".join(f"{n_scaffolds[s]}" for s in SPLITS) + " scaffolds)"
+    else:
+        scaf = f" (seed {seed})"
+    frac = "/".join(f"{round(100 * f)}" for f in fractions)
+    lines = [
+        *notes,
+        f"split: {split} {frac}: {sizes}{scaf}",
+        f"pretraining set: {pretrain_source or 'given molecules'}, {len(pretrain)} molecules "
+        f"after removing {overlap} that are evaluation molecules",
+    ]
+    labels = np.asarray(clean.labels, dtype=np.float64)
+    ds = SmilesDataset(
+        pretrain,
+        labelled={s: ([clean.smiles[i] for i in idx[s]], labels[idx[s]]) for s in SPLITS},
+        task=task,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        mask_prob=mask_prob,
+        name=name,
+        skipped=clean.skipped,
+        notes=lines,
+        source=source,
+    )
+    ds.overlap_removed = overlap
+    ds.split_method = split
+    ds.split_rows = {s: [clean.rows[i] for i in idx[s]] for s in SPLITS}
+    return ds
