@@ -534,3 +534,12 @@ def test_bad_option_values_name_the_field(module: Any, options: dict[str, Any], 
 def test_missing_split_is_named() -> None:
     with pytest.raises(ValueError, match="no labelled split 'holdout'"):
         kmeans.build(split="holdout")(IdentityEncoder(16), blobs_dataset(), ctx())
+
+
+def test_finetune_reports_roc_auc_for_binary_tasks() -> None:
+    evaluate = finetune.build(label_fractions=[1.0], epochs=10, min_steps=300, lr=1e-2)
+    metrics = evaluate(LinearEncoder(16, 4), blobs_dataset(2), ctx())
+    assert metrics["finetune.roc_auc"] > 0.95
+    assert "finetune.roc_auc_std" in metrics
+    multiclass = evaluate(LinearEncoder(16, 4), blobs_dataset(3), ctx())
+    assert not any("roc_auc" in key for key in multiclass)

@@ -25,7 +25,8 @@ the validation score is computed after every round. The views of
 ``dataset.augment`` are not used: they belong to pretraining, and not every
 modality registers them.
 
-Metric keys: ``finetune.accuracy`` and ``finetune.f1_macro`` (classification),
+Metric keys: ``finetune.accuracy``, ``finetune.f1_macro`` and, for binary tasks,
+``finetune.roc_auc`` (classification),
 ``finetune.rmse``, ``finetune.mae`` and ``finetune.r2`` (regression), with
 ``"@1%"``/``"@10%"`` appended for fractions below 1, ``"_std"`` appended to that
 for the spread over seeds, and ``finetune.n_train<suffix>``.
@@ -275,10 +276,15 @@ class _Supervised:
         out, y = self.predict(dataset, split, indices, ctx)
         if self.classify:
             y, pred = class_labels(y), out.argmax(axis=1)
-            return {
+            metrics = {
                 "accuracy": float(accuracy_score(y, pred)),
                 "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0)),
             }
+            if out.shape[1] == 2:  # binary: rank by the positive class's logit margin
+                from selfsup.evaluators.linear_probe import binary_roc_auc
+
+                metrics["roc_auc"] = binary_roc_auc(y, out[:, 1] - out[:, 0], positive=1)
+            return metrics
         assert self.target_mean is not None and self.target_std is not None
         targets = _as_targets(y)
         pred = out * self.target_std + self.target_mean  # back to the labels' units
