@@ -22,7 +22,8 @@ def test_bench_command_runs_every_installed_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, "-m", "selfsup.cli", "--strict", "bench", "--out", str(out),
-         "--steps", "3", "--seeds", "0", "--baseline", "random_init"],
+         "--steps", "3", "--seeds", "0", "--baseline", "random_init",
+         "--evaluator", "core.linear_probe"],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
