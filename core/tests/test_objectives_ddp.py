@@ -108,7 +108,7 @@ def test_gathered_losses_and_gradients_equal_the_single_process_ones(
     spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE)
 
     for rank in range(WORLD_SIZE):
-        results = torch.load(tmp_path / f"rank{rank}.pt")
+        results = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name in CASES:
             expected_loss, expected_grad = loss_and_grad(name, global_batch(), ddp=False)
             loss, grad = results[name]
