@@ -147,6 +147,17 @@ def _parse_corpus(sources: dict[str, tuple[Path, Any]], max_length: int) -> Corp
 _CACHE_FORMAT = 1
 
 
+def cache_folder() -> Path | None:
+    """The plugin's disk cache folder, or None when ``SELFSUP_MOLECULAR_CACHE`` is off."""
+    env = os.environ.get("SELFSUP_MOLECULAR_CACHE")
+    if env is not None and env.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "selfsup-molecular"
+
+
 def _cache_file(max_length: int, paths: list[Path]) -> Path | None:
     """Where the parsed corpus is cached, or None when caching is off.
 
@@ -157,14 +168,9 @@ def _cache_file(max_length: int, paths: list[Path]) -> Path | None:
 
     from .tokenizer import SMILES_PATTERN
 
-    env = os.environ.get("SELFSUP_MOLECULAR_CACHE")
-    if env is not None and env.strip().lower() in ("", "0", "off", "no", "false"):
+    folder = cache_folder()
+    if folder is None:
         return None
-    if env:
-        folder = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        folder = (Path(xdg) if xdg else Path.home() / ".cache") / "selfsup-molecular"
     key = hashlib.sha256(
         f"{_CACHE_FORMAT}|{rdkit.__version__}|{SMILES_PATTERN}|{max_length}".encode()
     )

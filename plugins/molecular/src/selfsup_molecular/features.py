@@ -108,14 +108,11 @@ def descriptor_cache_file() -> Path | None:
     """
     import rdkit
 
-    env = os.environ.get("SELFSUP_MOLECULAR_CACHE")
-    if env is not None and env.strip().lower() in ("", "0", "off", "no", "false"):
+    from .corpus import cache_folder
+
+    folder = cache_folder()
+    if folder is None:
         return None
-    if env:
-        folder = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        folder = (Path(xdg) if xdg else Path.home() / ".cache") / "selfsup-molecular"
     key = hashlib.sha256(
         f"{_DISK_FORMAT}|{rdkit.__version__}|{','.join(descriptor_names())}".encode()
     ).hexdigest()[:16]
