@@ -6,8 +6,9 @@ SMILES) through the regex tokenizer (``tokenizer.encode``: split, look up ids, a
 ``<bos>``/``<eos>``) and through the dataset's ``collate`` (encode and pad batches
 of ``--batch-size`` into tensors), best of ``--repeats`` passes.
 
-Training: selfsup's ``Trainer`` running ``molecular.mlm`` on the default
-``molecular.molformer`` (width 128, 4 layers, 4 heads, FFN 256) over the same
+Training: selfsup's ``Trainer`` running ``molecular.mlm`` on ``molecular.molformer``
+(default width 128, 4 layers, 4 heads, FFN 256; ``--embed-dim 64 --n-layers 2
+--ffn-dim 128`` is the size the CPU bench uses) over the same
 corpus, ``--steps`` optimiser steps at ``--batch-size``, fp32 on CPU. Two variants,
 alternated ``--repeats`` times, each variant's best run reported:
 
@@ -86,7 +87,9 @@ def padding_share(dataset: SmilesDataset, batch_size: int, batches: int = 100) -
 def train_once(dataset: SmilesDataset, args: argparse.Namespace) -> float:
     """Molecules per second of one MLM run: batch size over the median step time."""
     torch.manual_seed(0)
-    task = build_mlm(build_molformer(dataset), dataset)
+    encoder = build_molformer(dataset, embed_dim=args.embed_dim, n_layers=args.n_layers,
+                              ffn_dim=args.ffn_dim)
+    task = build_mlm(encoder, dataset)
     ends: list[float] = []
 
     def clock(step: int, total_steps: int) -> None:
@@ -111,6 +114,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each variant")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--embed-dim", type=int, default=128, help="encoder width (default 128)")
+    ap.add_argument("--n-layers", type=int, default=4, help="encoder blocks (default 4)")
+    ap.add_argument("--ffn-dim", type=int, default=256, help="feed-forward width (default 256)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,7 +148,8 @@ def main() -> None:
     print(f"{len(bucketed.pretrain_smiles):,} corpus molecules (dataset built in {build_s:.1f} s); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}; MLM {args.steps} steps at batch "
-          f"{args.batch_size}, default molecular.molformer\n")
+          f"{args.batch_size}, molecular.molformer {args.embed_dim} wide, {args.n_layers} layers, "
+          f"FFN {args.ffn_dim}, 4 heads\n")
     print("| what | molecules/s | padding | all runs (molecules/s) |")
     print("| --- | --- | --- | --- |")
     for row in rows:

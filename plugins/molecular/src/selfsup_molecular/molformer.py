@@ -25,7 +25,7 @@ relative, so this module follows the RoFormer paper. Both sums are computed in
 the padded keys' features, so a padded position contributes to no sum.
 
 Defaults are small so that pretraining runs on a laptop CPU: width 128, 4
-layers of 4 heads, feed-forward width 256, dropout 0.1 (about 0.55M parameters
+layers of 4 heads, feed-forward width 256, dropout 0.1 (0.53M parameters
 plus the embedding table). MoLFormer-XL is 768 wide with 12 layers and 12 heads.
 """
 
