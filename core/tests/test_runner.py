@@ -213,3 +213,29 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path: Path) -> None:
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum('"phase": "eval"' in x for x in lines) == 1
     assert json.loads(lines[-2])["step"] == 6
+
+
+def test_pretext_that_needs_its_own_encoder_is_refused_with_the_fix() -> None:
+    from selfsup import hookimpl
+    from selfsup.components import EncoderSpec, PretextSpec
+    from selfsup.plugins import Registry
+
+    class Special:
+        @hookimpl
+        def register_encoders(self, register):  # type: ignore[no-untyped-def]
+            register(EncoderSpec("toy.special_mlp", "selfsup.encoders.mlp:build", ("vector",),
+                                 "an MLP the pretext below insists on"))
+
+        @hookimpl
+        def register_pretext_tasks(self, register):  # type: ignore[no-untyped-def]
+            register(PretextSpec("toy.picky", "selfsup.objectives.simclr:build", ("vector",),
+                                 "SimCLR that only trains toy.special_mlp", needs_views=True,
+                                 encoders=("toy.special_mlp",)))
+
+    reg = Registry(plugins=[])
+    reg.add_plugin(Special(), "toy")
+    with pytest.raises(IncompatibleError, match=r"set encoder = 'toy.special_mlp'"):
+        build(parse_experiment(_raw(pretext={"name": "toy.picky"})), reg)
+    built = build(parse_experiment(_raw(pretext={"name": "toy.picky"},
+                                        encoder={"name": "toy.special_mlp"})), reg)
+    assert built.task is not None

@@ -144,7 +144,10 @@ def _run_one(
     for key in pretexts or spec.pretexts:
         if key not in spec.pretexts:
             continue
+        pretext_encoder = (Component(spec.pretext_encoders[key])
+                           if key in spec.pretext_encoders else base.encoder)
         exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}",
+                            "encoder": pretext_encoder,
                             "pretext": Component(key, dict(spec.pretext_options.get(key, {})))})
         t0 = time.perf_counter()
         _say(f"{spec.name}: pretraining {key} for {training.get('steps')} steps, then evaluating")
@@ -156,7 +159,9 @@ def _run_one(
             continue
         result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
                                time.perf_counter() - t0,
-                               note=f"final loss {run['train'].get('final_loss', nan):.4f}"))
+                               note=f"final loss {run['train'].get('final_loss', nan):.4f}"
+                               + (f"; encoder {pretext_encoder.name}"
+                                  if pretext_encoder is not base.encoder else "")))
 
     for name in baselines or spec.baselines:
         if name not in spec.baselines:
@@ -184,7 +189,7 @@ def _baseline_encoder(
     if name == "input":
         return InputFeatures.for_dataset(built.dataset)
     if name == "mean":
-        return Constant()
+        return Constant(built.dataset)
     if name.startswith("encoder:"):
         return built.registry.get("encoder", name.split(":", 1)[1]).build(built.dataset)
     assert ctx.encoder_factory is not None  # eval_context always sets it
@@ -205,19 +210,12 @@ class Constant(nn.Module):
 
     embed_dim = 1
 
+    def __init__(self, dataset: SSLDataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
     def forward(self, batch: Any) -> torch.Tensor:
-        return torch.zeros(_batch_size(batch), 1)
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0]
-    if isinstance(batch, dict):
-        return _batch_size(next(iter(batch.values())))
-    if isinstance(batch, (list, tuple)):
-        return len(batch)
-    raise TypeError(f"cannot tell the batch size of a {type(batch).__name__}; "
-                    "the 'mean' baseline needs a tensor, dict, list or tuple batch")
+        return torch.zeros(self.dataset.batch_rows(batch), 1)
 
 
 class InputFeatures(nn.Module):

@@ -95,6 +95,24 @@ class SSLDataset:
         bucketing in the trainer's batch sampler, or None (the default) for none."""
         return None
 
+    def batch_rows(self, batch: Any) -> int:
+        """How many embedding rows the encoder returns for ``batch`` (the samples in it).
+
+        The default counts the leading dimension of a tensor, the first value of a
+        dict, or the items of a list/tuple; datasets whose batch is a library object
+        (the nodes of a graph, the graphs of a batch) override it.
+        """
+        if hasattr(batch, "shape"):
+            return int(batch.shape[0])
+        if isinstance(batch, Mapping):
+            return self.batch_rows(next(iter(batch.values())))
+        if isinstance(batch, (list, tuple)):
+            return len(batch)
+        raise TypeError(
+            f"dataset {self.name!r}: cannot tell how many samples a {type(batch).__name__} "
+            "batch holds; override SSLDataset.batch_rows(batch)"
+        )
+
     def input_features(self, batch: Any) -> torch.Tensor:
         """Flat input features ``[B, F]`` of a batch, for the 'input features' baseline."""
         raise NotImplementedError(f"dataset {self.name!r} has no flat input features")
@@ -273,9 +291,12 @@ class PretextSpec(_Spec):
     """``factory(encoder, dataset, **options) -> PretextTask``.
 
     ``needs_views``: the task calls ``dataset.augment`` (joint-embedding objectives).
+    ``encoders``: the encoder keys the task works with, when it needs a particular
+    architecture (empty: any encoder of a compatible modality).
     """
 
     needs_views: bool = False
+    encoders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -306,6 +327,9 @@ class BenchmarkSpec:
     pretext_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     evaluator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     baselines: tuple[str, ...] = ("input", "random_init", "supervised")
+    #: pretexts that need another encoder than ``encoder`` (``PretextSpec.encoders``):
+    #: pretext key -> encoder key used for that row (with the encoder's own defaults)
+    pretext_encoders: Mapping[str, str] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     gpu_train: Mapping[str, Any] = field(default_factory=dict)
 

@@ -60,6 +60,11 @@ def check_compatible(exp: Experiment, registry: Registry) -> None:
     checks += [("evaluator", e.name) for e in exp.evaluators]
     for kind, key in checks:
         spec = registry.get(kind, key)
+        if kind == "pretext" and spec.encoders and exp.encoder.name not in spec.encoders:
+            raise IncompatibleError(
+                f"pretext {key!r} works only with the encoder(s) {list(spec.encoders)}, not "
+                f"{exp.encoder.name!r}; set encoder = {spec.encoders[0]!r}"
+            )
         if not spec.accepts(modality):
             choices = [s.name for s in registry.specs(kind) if s.accepts(modality)]
             raise IncompatibleError(

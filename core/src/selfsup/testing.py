@@ -133,6 +133,17 @@ def check_benchmark(spec: BenchmarkSpec, registry: Registry) -> None:
         for key in keys:
             if not registry.get(kind, key).accepts(modality):
                 _fail(spec.name, f"{kind} {key!r} does not accept the dataset's {modality!r}")
+    for pretext, encoder in spec.pretext_encoders.items():
+        if pretext not in spec.pretexts:
+            _fail(spec.name, f"pretext_encoders names {pretext!r}, which is not in pretexts")
+        if not registry.get("encoder", encoder).accepts(modality):
+            _fail(spec.name, f"encoder {encoder!r} does not accept the dataset's {modality!r}")
+    for pretext in spec.pretexts:
+        needed = registry.get("pretext", pretext).encoders
+        used = spec.pretext_encoders.get(pretext, spec.encoder)
+        if needed and used not in needed:
+            _fail(spec.name, f"pretext {pretext!r} needs encoder {list(needed)}, the benchmark "
+                             f"gives it {used!r}; add it to pretext_encoders")
     if not spec.train.get("steps"):
         _fail(spec.name, "train settings must give 'steps' (the CPU setting)")
 
@@ -193,6 +204,8 @@ def check_plugin(
                         continue
                     if pspec.needs_views and type(ds).augment is SSLDataset.augment:
                         continue
+                    if pspec.encoders and key not in pspec.encoders:
+                        continue  # the task needs another architecture (PretextSpec.encoders)
                     fresh = espec.build(ds, **encoder_options.get(key, {}))
                     check_pretext(pspec, fresh, ds, **pretext_options.get(pkey, {}))
     for key in report.registered.get("evaluator", []):

@@ -1,0 +1,413 @@
+"""What selfsup-graph registers with selfsup (entry point ``graph``).
+
+Factories are ``"module:function"`` strings: importing this module imports
+neither torch-geometric nor scanpy; each component's module is imported when it
+is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from selfsup import hookimpl
+from selfsup.components import (
+    BenchmarkSpec,
+    DatasetSpec,
+    EncoderSpec,
+    EvaluatorSpec,
+    PretextSpec,
+)
+
+Register = Callable[[Any], None]
+NODE = ("graph.node",)
+GRAPH = ("graph.graph",)
+BOTH = ("graph.node", "graph.graph")
+VIEWS = {"drop_edge": 0.2, "mask_feature": 0.2, "drop_node": 0.0, "subgraph": 0.0}
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register(
+        DatasetSpec(
+            "graph.pbmc68k",
+            "selfsup_graph.datasets.pbmc68k:build",
+            NODE,
+            "scanpy's bundled pbmc68k_reduced: 700 blood cells as nodes of a kNN graph on the "
+            "expression PCA, expression as features, 10 cell types (bulk_labels) as labels",
+            options={
+                "features": "expression",
+                "n_neighbors": 15,
+                "n_pcs": 50,
+                "seed": 0,
+                "holdout_edges": 0.0,
+                **VIEWS,
+            },
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.sbm",
+            "selfsup_graph.datasets.sbm:build",
+            NODE,
+            "stochastic block model (600 nodes, 4 blocks) whose features carry little label "
+            "signal and whose edges carry most of it; generated from a seed",
+            options={
+                "n_nodes": 600,
+                "n_blocks": 4,
+                "p_in": 0.04,
+                "p_out": 0.01,
+                "n_features": 32,
+                "feature_signal": 0.25,
+                "seed": 0,
+                "holdout_edges": 0.0,
+                **VIEWS,
+            },
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.karate",
+            "selfsup_graph.datasets.karate:build",
+            NODE,
+            "Zachary's karate club (34 nodes, 4 communities), built into torch-geometric",
+            options={"seed": 0, "holdout_edges": 0.0, **VIEWS},
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.h5ad",
+            "selfsup_graph.datasets.anndata:build",
+            NODE,
+            "your single-cell data from an .h5ad AnnData file: cells as nodes of a kNN graph, "
+            "a label column of obs; needs path= and label_key=",
+            options={
+                "path": None,
+                "label_key": None,
+                "use_rep": "X_pca",
+                "features": "expression",
+                "n_neighbors": 15,
+                "n_pcs": 50,
+                "seed": 0,
+                "holdout_edges": 0.0,
+                "normalize": False,
+                **VIEWS,
+            },
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.planetoid",
+            "selfsup_graph.datasets.pyg:build_planetoid",
+            NODE,
+            "Planetoid citation graphs (Cora, CiteSeer, PubMed) read by torch-geometric from "
+            "root= where the raw files already are; needs root= and name=",
+            options={"root": None, "name": "Cora", "seed": 0, "holdout_edges": 0.0, **VIEWS},
+            offline=False,
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.tu",
+            "selfsup_graph.datasets.pyg:build_tu",
+            GRAPH,
+            "TUDataset graph classification sets (MUTAG, PROTEINS, ...) read by "
+            "torch-geometric from root= where the raw files already are; needs root= and name=",
+            options={"root": None, "name": "MUTAG", "seed": 0, **VIEWS},
+            offline=False,
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.motifs",
+            "selfsup_graph.datasets.motifs:build",
+            GRAPH,
+            "generated graph classification set: random graphs with a planted motif (cycle, "
+            "house, star, ...) as the class; structural, features uninformative",
+            options={"n_graphs": 600, "seed": 0, **VIEWS},
+        )
+    )
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    common = {
+        "hidden_dim": 128,
+        "embed_dim": 64,
+        "n_layers": 2,
+        "dropout": 0.0,
+        "pooling": "mean",
+        "use_edge_attr": True,
+    }
+    register(
+        EncoderSpec(
+            "graph.gcn",
+            "selfsup_graph.encoders:build_gcn",
+            BOTH,
+            "GCN (Kipf & Welling, ICLR 2017); node rows or pooled per graph; scalar edge weights",
+            options=common,
+        )
+    )
+    register(
+        EncoderSpec(
+            "graph.gat",
+            "selfsup_graph.encoders:build_gat",
+            BOTH,
+            "GAT (Veličković et al., ICLR 2018); edge features enter the attention",
+            options={**common, "heads": 4},
+        )
+    )
+    register(
+        EncoderSpec(
+            "graph.gin",
+            "selfsup_graph.encoders:build_gin",
+            BOTH,
+            "GIN (Xu et al., ICLR 2019), GINE with edge features (Hu et al., ICLR 2020)",
+            options=common,
+        )
+    )
+    register(
+        EncoderSpec(
+            "graph.edge_gat",
+            "selfsup_graph.pretexts.edge_features:build_encoder",
+            NODE,
+            "GAT reading learned edge features (auxiliary-GAT attention + Forman curvature; "
+            "Ravindra et al. 2021); pretrain it with graph.edge_features",
+            options={
+                "hidden_dim": 128,
+                "embed_dim": 64,
+                "n_layers": 2,
+                "heads": 4,
+                "edge_dim": 9,
+                "curvature": True,
+                "attention_dim": 8,
+                "dropout": 0.0,
+            },
+        )
+    )
+    register(
+        EncoderSpec(
+            "graph.pca",
+            "selfsup_graph.encoders:build_pca",
+            NODE,
+            "the expression PCA stored by single-cell datasets, as fixed features (baseline)",
+        )
+    )
+
+
+@hookimpl
+def register_pretext_tasks(register: Register) -> None:
+    register(
+        PretextSpec(
+            "graph.grace",
+            "selfsup_graph.pretexts.grace:build",
+            NODE,
+            "GRACE (Zhu et al. 2020): node-level InfoNCE between two augmented views, "
+            "intra- and inter-view negatives",
+            options={"proj_dim": 64, "temperature": 0.5, "max_nodes": None},
+            needs_views=True,
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.graphcl",
+            "selfsup_graph.pretexts.graphcl:build",
+            GRAPH,
+            "GraphCL (You et al., NeurIPS 2020): NT-Xent between two augmented views of each graph",
+            options={"proj_dim": 64, "temperature": 0.2},
+            needs_views=True,
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.dgi",
+            "selfsup_graph.pretexts.dgi:build",
+            NODE,
+            "Deep Graph Infomax (Veličković et al., ICLR 2019): node vs graph summary "
+            "discrimination against a feature-shuffled corruption",
+            options={},
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.graphmae",
+            "selfsup_graph.pretexts.graphmae:build",
+            BOTH,
+            "GraphMAE (Hou et al., KDD 2022): mask node features, re-mask, decode with a GNN, "
+            "scaled cosine error",
+            options={"mask_rate": 0.5, "alpha": 2.0, "decoder": "gat"},
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.pairwise_distance",
+            "selfsup_graph.pretexts.selftask:build_pairwise_distance",
+            NODE,
+            "SelfTask-GNN PairwiseDistance (Jin et al. 2020): classify the shortest-path "
+            "distance bin between node pairs",
+            options={"n_pairs": 4096, "max_distance": 4, "max_anchors": 4096, "seed": 0},
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.node_clustering",
+            "selfsup_graph.pretexts.selftask:build_node_clustering",
+            NODE,
+            "node clustering pretext (You et al., ICML 2020; cf. SelfTask-GNN, Jin et al. 2020): "
+            "predict k-means cluster ids of the node features",
+            options={"n_clusters": 10, "seed": 0},
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.dsla",
+            "selfsup_graph.pretexts.dsla:build",
+            GRAPH,
+            "D-SLA (Kim et al., NeurIPS 2022): discriminate graphs from perturbed copies and "
+            "keep embedding distances proportional to the edit distance",
+            options={
+                "n_perturbed": 2,
+                "edit_fraction": 0.1,
+                "margin": 1.0,
+                "lambda_edit": 0.7,
+                "lambda_margin": 0.5,
+                "mask_fraction": 0.0,
+            },
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.scgc",
+            "selfsup_graph.pretexts.scgc:build",
+            NODE,
+            "SCGC (Liu, Yang, Zhou, Liu, IEEE TNNLS 2023): cross-view structural consistency "
+            "between the GNN embedding and a linear view of low-pass-smoothed features "
+            "(self-looped adjacency as target); DEC soft cluster assignments",
+            options={
+                "n_clusters": 10,
+                "temperature": 0.5,
+                "smoothing_steps": 3,
+                "sigma": 0.01,
+                "cluster_weight": 0.1,
+            },
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.paretognn",
+            "selfsup_graph.pretexts.paretognn:build",
+            NODE,
+            "ParetoGNN (Ju et al., ICLR 2023): several graph pretexts at once, combined by "
+            "multiple-gradient descent (min-norm task weights, selfsup.mgda)",
+            options={
+                "tasks": ["graph.grace", "graph.dgi", "graph.graphmae"],
+                "normalization": "loss+",
+            },
+        )
+    )
+    register(
+        PretextSpec(
+            "graph.edge_features",
+            "selfsup_graph.pretexts.edge_features:build",
+            NODE,
+            "self-supervised edge features (Ravindra et al., PLoS Biol 2021): attention of an "
+            "auxiliary GAT trained on k-means pseudo-labels of smoothed features, plus Forman "
+            "curvature, as GAT edge features; needs encoder graph.edge_gat",
+            options={"n_clusters": 10, "smoothing_steps": 2, "node_weight": 1.0, "seed": 0},
+            encoders=("graph.edge_gat",),
+        )
+    )
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    register(
+        EvaluatorSpec(
+            "graph.link_prediction",
+            "selfsup_graph.evaluators.link_prediction:build",
+            NODE,
+            "link prediction on held-out edges: ROC-AUC and AP of embedding dot products "
+            "(needs a dataset built with holdout_edges > 0)",
+            options={"split": "test"},
+            task_kinds=("classification", "regression", "none"),
+        )
+    )
+
+
+NODE_PRETEXTS = (
+    "graph.grace",
+    "graph.dgi",
+    "graph.graphmae",
+    "graph.pairwise_distance",
+    "graph.node_clustering",
+    "graph.scgc",
+    "graph.paretognn",
+    "graph.edge_features",
+    "core.barlow_twins",
+)
+NODE_BASELINES = ("input", "random_init", "supervised", "mean")
+NODE_TRAIN = {"steps": 200, "batch_size": 1, "lr": 1e-3, "weight_decay": 1e-5, "warmup_steps": 10}
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    register(
+        BenchmarkSpec(
+            name="graph.pbmc68k",
+            dataset="graph.pbmc68k",
+            encoder="graph.gcn",
+            pretexts=NODE_PRETEXTS,
+            evaluators=("core.linear_probe", "core.kmeans"),
+            evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
+            summary="cell types of 700 PBMCs from a kNN cell graph (scanpy pbmc68k_reduced)",
+            baselines=(*NODE_BASELINES, "encoder:graph.pca"),
+            pretext_encoders={"graph.edge_features": "graph.edge_gat"},
+            train=NODE_TRAIN,
+            gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
+        )
+    )
+    register(
+        BenchmarkSpec(
+            name="graph.sbm",
+            dataset="graph.sbm",
+            dataset_options={"holdout_edges": 0.1},
+            encoder="graph.gcn",
+            pretexts=NODE_PRETEXTS,
+            evaluators=("core.linear_probe", "core.kmeans", "graph.link_prediction"),
+            evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
+            summary="stochastic block model: labels in the edges, weak features; 10% of the "
+            "edges held out for link prediction",
+            baselines=NODE_BASELINES,
+            pretext_encoders={"graph.edge_features": "graph.edge_gat"},
+            train=NODE_TRAIN,
+            gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
+        )
+    )
+    register(
+        BenchmarkSpec(
+            name="graph.motifs",
+            dataset="graph.motifs",
+            encoder="graph.gin",
+            encoder_options={"pooling": "add"},
+            pretexts=("graph.graphcl", "graph.dsla", "graph.graphmae", "core.barlow_twins"),
+            evaluators=("core.linear_probe", "core.kmeans"),
+            evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
+            summary="graph classification: which motif is planted in each of 600 random trees",
+            baselines=NODE_BASELINES,
+            train={
+                "steps": 200,
+                "batch_size": 64,
+                "lr": 1e-3,
+                "weight_decay": 1e-5,
+                "warmup_steps": 10,
+            },
+            gpu_train={
+                "steps": 2000,
+                "batch_size": 128,
+                "lr": 1e-3,
+                "weight_decay": 1e-5,
+                "warmup_steps": 100,
+                "device": "cuda",
+            },
+        )
+    )

@@ -1,0 +1,213 @@
+"""Stochastic graph views (augmentations) for joint-embedding objectives.
+
+The four augmentations of GraphCL (You et al., "Graph Contrastive Learning with
+Augmentations", NeurIPS 2020) and GRACE (Zhu et al., "Deep Graph Contrastive
+Representation Learning", ICML GRL+ workshop 2020):
+
+- ``drop_edge``: each (directed) edge is removed with this probability;
+- ``mask_feature``: each feature *column* is zeroed with this probability, the
+  same columns for every node (GRACE's feature masking);
+- ``drop_node``: each node is dropped with this probability;
+- ``subgraph``: keep only the nodes reached by a random walk from a random
+  start until this fraction of the nodes is covered (GraphCL's subgraph view).
+
+Node-level views keep every node so that row ``i`` of both views is the same
+node (core's objectives pair rows): a dropped node, or one outside the sampled
+subgraph, loses its edges and features instead. Graph-level views remove the
+nodes (GraphCL). Every draw uses the trainer's generator, so views are
+reproducible. :meth:`GraphViews.batch_view` applies graph-level views to a whole
+``Batch`` without splitting it into graphs (about 20x faster on small graphs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch, Data
+
+
+@dataclass(frozen=True)
+class GraphViews:
+    """Augmentation strengths (probabilities; ``subgraph`` is the fraction kept, 0 = off)."""
+
+    drop_edge: float = 0.2
+    mask_feature: float = 0.2
+    drop_node: float = 0.0
+    subgraph: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("drop_edge", "mask_feature", "drop_node"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"graph views: {name} must be a probability in [0, 1), got {value!r}"
+                )
+        if not 0.0 <= self.subgraph <= 1.0:
+            raise ValueError(
+                f"graph views: subgraph is the fraction of nodes kept, in [0, 1] "
+                f"(0 turns it off), got {self.subgraph!r}"
+            )
+
+    # -- node-level: node i stays row i ---------------------------------------------------
+    def node_view(self, data: Data, generator: torch.Generator) -> Data:
+        keep_node = self._kept_nodes(data, generator)
+        out = data.clone()
+        x = data.x
+        if self.mask_feature:
+            cols = _bernoulli(x.shape[1], 1.0 - self.mask_feature, generator, x.device)
+            x = x * cols.to(x.dtype)
+        if keep_node is not None:
+            x = x * keep_node.to(x.dtype)[:, None]
+        out.x = x
+        _filter_edges(out, data, self._kept_edges(data, keep_node, generator))
+        return out
+
+    # -- graph-level: nodes are removed --------------------------------------------------
+    def graph_view(self, data: Data, generator: torch.Generator) -> Data:
+        from torch_geometric.utils import subgraph
+
+        keep_node = self._kept_nodes(data, generator)
+        out = data.clone()
+        if self.mask_feature:
+            cols = _bernoulli(data.x.shape[1], 1.0 - self.mask_feature, generator, data.x.device)
+            out.x = data.x * cols.to(data.x.dtype)
+        _filter_edges(out, data, self._kept_edges(data, None, generator))
+        if keep_node is not None:
+            if not keep_node.any():  # never return an empty graph
+                keep_node[0] = True
+            edge_index, edge_attr = subgraph(
+                keep_node,
+                out.edge_index,
+                getattr(out, "edge_attr", None),
+                relabel_nodes=True,
+                num_nodes=data.num_nodes,
+            )
+            out.x = out.x[keep_node]
+            out.edge_index = edge_index
+            if edge_attr is not None:
+                out.edge_attr = edge_attr
+            out.num_nodes = int(keep_node.sum())
+        return out
+
+    # -- a whole batch of graphs at once ---------------------------------------------------
+    def batch_view(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """:meth:`graph_view` of every graph of a ``Batch``, without splitting it.
+
+        Feature columns are masked for the whole batch at once; a graph whose
+        nodes would all be dropped keeps its first node. The random-walk subgraph
+        is drawn per graph (it walks one graph at a time), through :meth:`graph_view`.
+        """
+        from torch_geometric.data import Batch
+        from torch_geometric.utils import subgraph
+
+        if self.subgraph and self.subgraph < 1.0:
+            return Batch.from_data_list(  # type: ignore[no-any-return]
+                [self.graph_view(g, generator) for g in batch.to_data_list()]
+            )
+        out = batch.clone()
+        if self.mask_feature:
+            cols = _bernoulli(batch.x.shape[1], 1.0 - self.mask_feature, generator, batch.x.device)
+            out.x = batch.x * cols.to(batch.x.dtype)
+        _filter_edges(out, batch, self._kept_edges(batch, None, generator))
+        keep = self._kept_nodes(batch, generator)
+        if keep is None:
+            return out
+        kept_per_graph = torch.zeros(batch.num_graphs, dtype=torch.long, device=keep.device)
+        kept_per_graph.index_add_(0, batch.batch, keep.long())
+        keep[batch.ptr[:-1][kept_per_graph == 0]] = True  # never an empty graph
+        edge_index, edge_attr = subgraph(
+            keep,
+            out.edge_index,
+            getattr(out, "edge_attr", None),
+            relabel_nodes=True,
+            num_nodes=batch.num_nodes,
+        )
+        out.x = out.x[keep]
+        out.edge_index = edge_index
+        if edge_attr is not None:
+            out.edge_attr = edge_attr
+        out.batch = batch.batch[keep]
+        counts = torch.bincount(out.batch, minlength=batch.num_graphs)
+        out.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return out
+
+    # -- shared draws -------------------------------------------------------------------
+    def _kept_nodes(self, data: Data, generator: torch.Generator) -> torch.Tensor | None:
+        n = int(data.num_nodes)
+        device = data.x.device
+        keep: torch.Tensor | None = None
+        if self.drop_node:
+            keep = _bernoulli(n, 1.0 - self.drop_node, generator, device)
+        if self.subgraph and self.subgraph < 1.0:
+            walk = random_walk_nodes(data.edge_index, n, self.subgraph, generator)
+            keep = walk if keep is None else keep & walk
+        return keep
+
+    def _kept_edges(
+        self, data: Data, keep_node: torch.Tensor | None, generator: torch.Generator
+    ) -> torch.Tensor | None:
+        ei = data.edge_index
+        keep: torch.Tensor | None = None
+        if self.drop_edge:
+            keep = _bernoulli(ei.shape[1], 1.0 - self.drop_edge, generator, ei.device)
+        if keep_node is not None:
+            both = keep_node[ei[0]] & keep_node[ei[1]]
+            keep = both if keep is None else keep & both
+        return keep
+
+
+def _bernoulli(
+    n: int, p_keep: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=generator.device).to(device) < p_keep
+
+
+def _filter_edges(out: Data, data: Data, keep: torch.Tensor | None) -> None:
+    if keep is None:
+        return
+    out.edge_index = data.edge_index[:, keep]
+    if getattr(data, "edge_attr", None) is not None:
+        out.edge_attr = data.edge_attr[keep]
+
+
+def random_walk_nodes(
+    edge_index: torch.Tensor, num_nodes: int, fraction: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Boolean mask of the nodes a random walk visits until ``fraction`` are covered.
+
+    The walk restarts at a random node when it is stuck (an isolated node, or 20
+    steps without a new node), so disconnected graphs are covered too.
+    """
+    target = max(1, round(fraction * num_nodes))
+    src, dst = edge_index.cpu()
+    order = torch.argsort(src)
+    dst = dst[order]
+    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(src, minlength=num_nodes), 0)
+    draws = torch.rand(8 * num_nodes + 64, generator=generator, device=generator.device).cpu()
+    seen = torch.zeros(num_nodes, dtype=torch.bool)
+    node = int(draws[0] * num_nodes)
+    seen[node] = True
+    count, stale, i = 1, 0, 1
+    while count < target:
+        if i >= len(draws):  # out of pre-drawn numbers: draw more, still from the generator
+            draws = torch.rand(len(draws), generator=generator, device=generator.device).cpu()
+            i = 0
+        lo, hi = int(ptr[node]), int(ptr[node + 1])
+        if hi == lo or stale > 20:  # stuck: restart somewhere else
+            node = int(draws[i] * num_nodes)
+            stale = 0
+        else:
+            node = int(dst[lo + int(draws[i] * (hi - lo))])
+        i += 1
+        if not seen[node]:
+            seen[node] = True
+            count += 1
+            stale = 0
+        else:
+            stale += 1
+    return seen.to(edge_index.device)
