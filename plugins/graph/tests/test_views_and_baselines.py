@@ -60,7 +60,7 @@ def test_given_masks_must_cover_every_split(node_dataset: NodeGraphDataset) -> N
 
 
 def test_mean_and_input_baselines_give_one_row_per_node(node_dataset: NodeGraphDataset) -> None:
-    batch, y, rows = next(node_dataset.labelled_batches("test", batch_size=10))
+    batch, _, rows = next(node_dataset.labelled_batches("test", batch_size=10))
     assert Constant(node_dataset)(batch).shape == (node_dataset.num_nodes, 1)
     assert InputFeatures(node_dataset)(batch)[rows].shape == (10, node_dataset.num_features)
 
