@@ -91,3 +91,41 @@ def test_kit_catches_an_encoder_whose_output_is_not_embed_dim() -> None:
 def test_kit_passes_a_correct_toy_plugin() -> None:
     reg = check_plugin("bad", plugin=_plugin(_Vectors, "selfsup.encoders.mlp:build"))
     assert reg.keys("encoder") == ["bad.enc", "core.mlp"]
+
+
+class _Denoiser(nn.Module):
+    """A 'dense' model: one output per input element."""
+
+    embed_dim = 6
+
+    def __init__(self, collapse: bool = False) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.collapse = collapse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x)[:, None, :]  # [B, 1, 6]: one channel over a 1-D "image"
+        return out.mean(0, keepdim=True) if self.collapse else out
+
+
+def _dense_plugin(collapse: bool) -> object:
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register: Any) -> None:
+            register(DatasetSpec("bad.vectors", _Vectors, ("vector",), "toy vectors"))
+
+        @hookimpl
+        def register_encoders(self, register: Any) -> None:
+            register(EncoderSpec("bad.denoiser", lambda dataset: _Denoiser(collapse), ("vector",),
+                                 "toy dense model", output="dense"))
+
+    return Plugin()
+
+
+def test_kit_checks_dense_models_by_their_batch_not_embed_dim() -> None:
+    check_plugin("bad", plugin=_dense_plugin(collapse=False))
+    with pytest.raises(ConformanceError, match=r"bad.denoiser: a dense model must return "
+                                               r"\[B=8, C, \*spatial\], got \(1, 1, 6\)"):
+        check_plugin("bad", plugin=_dense_plugin(collapse=True))
+    with pytest.raises(ValueError, match="'embedding' or 'dense'"):
+        EncoderSpec("bad.x", "m:f", ("vector",), "x", output="pixels")

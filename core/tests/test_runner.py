@@ -239,3 +239,22 @@ def test_pretext_that_needs_its_own_encoder_is_refused_with_the_fix() -> None:
     built = build(parse_experiment(_raw(pretext={"name": "toy.picky"},
                                         encoder={"name": "toy.special_mlp"})), reg)
     assert built.task is not None
+
+
+def test_an_objective_refuses_a_dense_model_naming_the_encoders_that_fit() -> None:
+    from selfsup import hookimpl
+    from selfsup.components import EncoderSpec
+    from selfsup.plugins import Registry
+
+    class Dense:
+        @hookimpl
+        def register_encoders(self, register):  # type: ignore[no-untyped-def]
+            register(EncoderSpec("toy.denoiser", "selfsup.encoders.mlp:build", ("vector",),
+                                 "a model with one output per input element", output="dense"))
+
+    reg = Registry(plugins=[])
+    reg.add_plugin(Dense(), "toy")
+    exp = parse_experiment(_raw(encoder={"name": "toy.denoiser"}))
+    with pytest.raises(IncompatibleError, match=r"embedding output.*'toy.denoiser' gives dense "
+                                                r"output; encoders that fit: core.mlp"):
+        build(exp, reg)

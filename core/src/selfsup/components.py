@@ -283,7 +283,19 @@ class DatasetSpec(_Spec):
 
 @dataclass(frozen=True)
 class EncoderSpec(_Spec):
-    """``factory(dataset, **options) -> nn.Module`` with ``embed_dim``."""
+    """``factory(dataset, **options) -> nn.Module`` with ``embed_dim``.
+
+    ``output``: ``"embedding"`` (forward gives ``[B, embed_dim]``) or ``"dense"``
+    (forward gives one output per input element, ``[B, C, *spatial]``: restoration
+    and segmentation models, whose evaluators compare outputs with targets).
+    """
+
+    output: str = "embedding"
+
+    def __post_init__(self) -> None:
+        if self.output not in ("embedding", "dense"):
+            raise ValueError(f"{self.name}: EncoderSpec.output must be 'embedding' or 'dense', "
+                             f"got {self.output!r}")
 
 
 @dataclass(frozen=True)
@@ -293,10 +305,14 @@ class PretextSpec(_Spec):
     ``needs_views``: the task calls ``dataset.augment`` (joint-embedding objectives).
     ``encoders``: the encoder keys the task works with, when it needs a particular
     architecture (empty: any encoder of a compatible modality).
+    ``encoder_output``: the :attr:`EncoderSpec.output` the task needs (``"embedding"``
+    for joint-embedding objectives, ``"dense"`` for restoration pretexts), or None
+    for either.
     """
 
     needs_views: bool = False
     encoders: tuple[str, ...] = ()
+    encoder_output: str | None = None
 
 
 @dataclass(frozen=True)

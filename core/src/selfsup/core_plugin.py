@@ -69,6 +69,7 @@ def register_pretext_tasks(register: Register) -> None:
                 (ANY_MODALITY,),
                 summary + "; uses the dataset's views",
                 needs_views=True,
+                encoder_output="embedding",
             )
         )
     register(
@@ -80,6 +81,7 @@ def register_pretext_tasks(register: Register) -> None:
             "(Tian et al., ICML 2021); uses the dataset's views",
             options={"predictor": "directpred"},
             needs_views=True,
+            encoder_output="embedding",
         )
     )
 

@@ -60,6 +60,16 @@ def check_compatible(exp: Experiment, registry: Registry) -> None:
     checks += [("evaluator", e.name) for e in exp.evaluators]
     for kind, key in checks:
         spec = registry.get(kind, key)
+        if kind == "pretext" and spec.encoder_output:
+            output = registry.get("encoder", exp.encoder.name).output
+            if output != spec.encoder_output:
+                fitting = [e.name for e in registry.specs("encoder")
+                           if e.output == spec.encoder_output and e.accepts(modality)]
+                raise IncompatibleError(
+                    f"pretext {key!r} trains a model with {spec.encoder_output} output, but "
+                    f"encoder {exp.encoder.name!r} gives {output} output; encoders that fit: "
+                    f"{', '.join(fitting) if fitting else '(none installed)'}"
+                )
         if kind == "pretext" and spec.encoders and exp.encoder.name not in spec.encoders:
             raise IncompatibleError(
                 f"pretext {key!r} works only with the encoder(s) {list(spec.encoders)}, not "

@@ -93,8 +93,17 @@ def check_encoder(spec: EncoderSpec, dataset: SSLDataset, **options: Any) -> Any
     if not isinstance(dim, int) or dim < 1:
         _fail(spec.name, f"encoder has embed_dim={dim!r}; it must be a positive int")
     enc.eval()
+    batch = first_batch(dataset)
     with torch.no_grad():
-        z = enc(first_batch(dataset))
+        z = enc(batch)
+    if spec.output == "dense":
+        rows = dataset.batch_rows(batch)
+        if not isinstance(z, torch.Tensor) or z.ndim < 3 or z.shape[0] != rows:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            _fail(spec.name, f"a dense model must return [B={rows}, C, *spatial], got {shape}")
+        if not torch.isfinite(z).all():
+            _fail(spec.name, "forward returned non-finite outputs")
+        return enc
     if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != dim:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         _fail(spec.name, f"forward returned {shape}, expected [B, {dim}]")
@@ -206,6 +215,8 @@ def check_plugin(
                         continue
                     if pspec.encoders and key not in pspec.encoders:
                         continue  # the task needs another architecture (PretextSpec.encoders)
+                    if pspec.encoder_output and espec.output != pspec.encoder_output:
+                        continue  # e.g. a restoration pretext and an embedding encoder
                     fresh = espec.build(ds, **encoder_options.get(key, {}))
                     check_pretext(pspec, fresh, ds, **pretext_options.get(pkey, {}))
     for key in report.registered.get("evaluator", []):

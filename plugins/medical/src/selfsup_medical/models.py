@@ -1,0 +1,202 @@
+"""MONAI U-Nets for dense tasks, their contracting path as an encoder, and a k-space wrapper.
+
+All models are MONAI's ``BasicUNet`` (Ronneberger, Fischer and Brox, "U-Net",
+MICCAI 2015; Falk et al., Nat. Methods 2019): four down-sampling blocks, four
+up-sampling blocks with skip connections, 2D or 3D. :class:`MedUNet` wraps one
+and gives it two faces:
+
+- ``output="dense"`` (``medical.unet``): ``forward(x)`` is the U-Net's output,
+  ``[B, out_channels, *spatial]``: a restored image or segmentation logits;
+- ``output="embedding"`` (``medical.unet_encoder``): ``forward(x)`` is the
+  global average of the deepest feature map, ``[B, features[4]]``, for core's
+  probes and joint-embedding objectives.
+
+Both faces have the same parameters, so a U-Net pretrained as an encoder
+(contrastive, MAE) loads into a dense one for segmentation fine-tuning
+(:meth:`MedUNet.as_dense`). Default widths ``(16, 16, 32, 64, 128, 16)`` in 2D
+and ``(8, 8, 16, 32, 64, 8)`` in 3D train on a CPU; the paper-sized default of
+MONAI is ``(32, 32, 64, 128, 256, 32)``. Inputs need spatial sides divisible by 16,
+and to train, at least one side of 32 or more (instance norm needs more than one
+voxel in the deepest map).
+
+:class:`ReconUNet` (``medical.recon_unet``) reconstructs MRI from a k-space
+batch: the zero-filled complex image (two channels) goes through a 2D U-Net
+whose output is added to it (residual learning), giving a complex image
+``[B, 2, H, W]``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfsup.components import SSLDataset
+
+FEATURES_2D = (16, 16, 32, 64, 128, 16)
+FEATURES_3D = (8, 8, 16, 32, 64, 8)
+
+
+class MedUNet(nn.Module):
+    """MONAI ``BasicUNet`` with a dense and an embedding face (see the module docstring)."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        features: Sequence[int] | None = None,
+        output: str = "dense",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import BasicUNet
+
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"U-Net: spatial_dims must be 2 or 3, got {spatial_dims}")
+        if output not in ("dense", "embedding"):
+            raise ValueError(f"U-Net: output must be 'dense' or 'embedding', got {output!r}")
+        feats = tuple(features or (FEATURES_2D if spatial_dims == 2 else FEATURES_3D))
+        if len(feats) != 6 or any(f < 1 for f in feats):
+            raise ValueError(f"U-Net: features must be 6 positive widths, got {list(feats)}")
+        self.spatial_dims, self.in_channels, self.out_channels = (
+            spatial_dims,
+            in_channels,
+            out_channels,
+        )
+        self.features, self.output = feats, output
+        self.net = BasicUNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=feats,
+            dropout=dropout,
+        )
+        self.embed_dim = feats[4] if output == "embedding" else out_channels
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The contracting path's feature maps, shallow to deep (five maps)."""
+        self._check(x)
+        n = self.net
+        x0 = n.conv_0(x)
+        x1 = n.down_1(x0)
+        x2 = n.down_2(x1)
+        x3 = n.down_3(x2)
+        return [x0, x1, x2, x3, n.down_4(x3)]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average of the deepest feature map, ``[B, features[4]]``."""
+        return self.encode(x)[-1].flatten(2).mean(2)
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net output ``[B, out_channels, *spatial]``."""
+        self._check(x)
+        return self.net(x)  # type: ignore[no-any-return]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(x) if self.output == "dense" else self.embed(x)
+
+    def as_dense(self, out_channels: int | None = None) -> MedUNet:
+        """A dense copy with these weights; a new final 1x1 conv if ``out_channels`` differs."""
+        model = copy.deepcopy(self)
+        model.output = "dense"
+        if out_channels is not None and out_channels != self.out_channels:
+            conv = nn.Conv2d if self.spatial_dims == 2 else nn.Conv3d
+            model.net.final_conv = conv(self.features[5], out_channels, kernel_size=1)
+            model.out_channels = out_channels
+        model.embed_dim = model.out_channels
+        return model
+
+    def _check(self, x: torch.Tensor) -> None:
+        spatial = tuple(x.shape[2:])
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"U-Net expects [B, {self.in_channels}, *{self.spatial_dims} spatial "
+                f"dims], got {tuple(x.shape)}"
+            )
+        if any(s % 16 for s in spatial):
+            raise ValueError(
+                f"U-Net: spatial sides {spatial} must be divisible by 16 (four "
+                "down-sampling steps); crop or pad the images"
+            )
+        if self.training and all(s == 16 for s in spatial):
+            # instance norm needs more than one voxel in the deepest map
+            raise ValueError(
+                f"U-Net: spatial shape {spatial} leaves one voxel after four down-sampling "
+                "steps, too few to train; use at least one side >= 32"
+            )
+
+
+class ReconUNet(nn.Module):
+    """Zero-filled complex image -> residual 2D U-Net -> complex image ``[B, 2, H, W]``."""
+
+    def __init__(self, features: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.unet = MedUNet(2, 2, 2, features=features, output="dense")
+        self.embed_dim = 2
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from .kspace import complex_to_channels, ifft2c
+
+        zero_filled = complex_to_channels(ifft2c(batch["kspace"]))
+        return zero_filled + self.unet(zero_filled)  # type: ignore[no-any-return]
+
+
+def _image_dataset(dataset: SSLDataset, key: str) -> Any:
+    if dataset.modality not in ("image2d", "volume3d"):
+        raise ValueError(
+            f"{key} needs an image2d or volume3d dataset; {dataset.name!r} is {dataset.modality!r}"
+        )
+    return dataset
+
+
+def build_unet(
+    dataset: SSLDataset,
+    *,
+    features: Sequence[int] | None = None,
+    out_channels: int | None = None,
+    dropout: float = 0.0,
+) -> MedUNet:
+    """``medical.unet``: dense; ``out_channels`` defaults to the classes of a
+    segmentation dataset, else to the input's channels (restoration)."""
+    ds = _image_dataset(dataset, "medical.unet")
+    if out_channels is None:
+        task = dataset.task
+        out_channels = task.n_classes if task.kind == "segmentation" else ds.in_channels
+    return MedUNet(
+        ds.spatial_dims,
+        ds.in_channels,
+        int(out_channels),
+        features=features,
+        output="dense",
+        dropout=dropout,
+    )
+
+
+def build_unet_encoder(
+    dataset: SSLDataset, *, features: Sequence[int] | None = None, dropout: float = 0.0
+) -> MedUNet:
+    """``medical.unet_encoder``: the U-Net's contracting path, globally pooled."""
+    ds = _image_dataset(dataset, "medical.unet_encoder")
+    n_out = dataset.task.n_classes if dataset.task.kind == "segmentation" else ds.in_channels
+    return MedUNet(
+        ds.spatial_dims,
+        ds.in_channels,
+        int(n_out or ds.in_channels),
+        features=features,
+        output="embedding",
+        dropout=dropout,
+    )
+
+
+def build_recon_unet(dataset: SSLDataset, *, features: Sequence[int] | None = None) -> ReconUNet:
+    """``medical.recon_unet``: residual U-Net on the zero-filled image of a k-space batch."""
+    if dataset.modality != "kspace":
+        raise ValueError(
+            f"medical.recon_unet needs a k-space dataset; {dataset.name!r} is {dataset.modality!r}"
+        )
+    return ReconUNet(features)

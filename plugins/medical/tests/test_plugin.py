@@ -1,0 +1,102 @@
+"""The plugin as users meet it: conformance kit, registration cost, `selfsup run`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.cli import main
+from selfsup.testing import check_plugin
+
+torch.set_num_threads(1)
+
+TINY = {
+    "medical.mri_recon": {"image_size": 32},
+    "medical.ct_denoise": {"image_size": 32},
+    "medical.synthetic_seg2d": {"n_images": 12, "size": 32},
+    "medical.synthetic_seg3d": {"n_volumes": 6, "size": 32},
+}
+SMALL_2D = {"features": [4, 4, 8, 8, 16, 4]}
+# Datasets that read user files (medical.fastmri, medical.volumes, medical.images)
+# need a root; test_readers.py builds them from files it writes. The classical
+# baselines have no parameters, so the kit's "loss reaches the encoder" check
+# cannot apply to them; test_baselines_and_evaluators.py checks them.
+USER_FILES = ("medical.fastmri", "medical.volumes", "medical.images")
+FIXED = (
+    "medical.zero_filled",
+    "medical.tv_cs",
+    "medical.identity",
+    "medical.tv_denoise",
+    "medical.nlm",
+    "medical.bilateral",
+)
+
+
+def test_conformance() -> None:
+    reg = check_plugin(
+        "medical",
+        dataset_options=TINY,
+        encoder_options={
+            "medical.unet": SMALL_2D,
+            "medical.unet_encoder": SMALL_2D,
+            "medical.recon_unet": SMALL_2D,
+        },
+        skip=USER_FILES + FIXED,
+    )
+    assert {"medical.mri4x", "medical.ct_denoise", "medical.seg3d"} <= set(reg.keys("benchmark"))
+
+
+def test_registering_imports_no_domain_library() -> None:
+    code = (
+        "import sys; from selfsup.plugins import Registry; "
+        "r = Registry(plugins=['medical'], strict=True); r.load(); "
+        "print(sorted(m for m in ('monai', 'nibabel', 'pydicom', 'h5py', 'skimage', 'torch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_restoration_pretext_refuses_an_embedding_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "pretrain",
+            "--dataset",
+            "medical.ct_denoise",
+            "--encoder",
+            "medical.unet_encoder",
+            "--pretext",
+            "medical.blind_spot",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "gives embedding output" in err
+    fitting = [key.strip() for key in err.split("encoders that fit:")[1].split(",")]
+    assert "medical.unet" in fitting
+
+
+def test_selfsup_run_denoises_low_dose_ct(tmp_path: Path) -> None:
+    toml = tmp_path / "n2s.toml"
+    toml.write_text(
+        'name = "n2s-ct"\n'
+        '[dataset]\nname = "medical.ct_denoise"\nimage_size = 32\n'
+        '[encoder]\nname = "medical.unet"\nfeatures = [4, 4, 8, 8, 16, 4]\n'
+        '[pretext]\nname = "medical.blind_spot"\n'
+        "[training]\nsteps = 5\nbatch_size = 4\nprogress = false\n"
+        '[[evaluators]]\nname = "medical.restoration"\n'
+        "[evaluation]\nseeds = [0]\n",
+        encoding="utf-8",
+    )
+    assert main(["run", str(toml), "--run-dir", str(tmp_path / "run")]) == 0
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "restoration.psnr" in summary and "restoration.ssim" in summary
+    assert (tmp_path / "run" / "encoder.safetensors").is_file()
