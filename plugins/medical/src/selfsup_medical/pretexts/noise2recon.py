@@ -136,7 +136,8 @@ def ssdu_split(
 
     Per scan, ``round(fraction * n)`` of the ``n`` acquired columns outside the
     central :data:`CENTRE_COLUMNS` are drawn uniformly without replacement for
-    the loss; the rest stay in the input. Raises when a scan has none to hold out.
+    the loss (at least one); the rest stay in the input. A scan with no acquired
+    column outside the centre holds out nothing and adds nothing to the SSDU loss.
     """
     width = mask.shape[-1]
     centre = torch.zeros(width, dtype=torch.bool)
@@ -146,14 +147,11 @@ def ssdu_split(
     held = torch.zeros_like(sampled)
     for b in range(sampled.shape[0]):
         candidates = torch.nonzero(sampled[b] & ~centre).flatten()
-        n = round(fraction * candidates.numel())
-        if n == 0:
-            raise ValueError(
-                f"{NAME}: scan {b} of the batch has {candidates.numel()} acquired columns "
-                f"outside the central {CENTRE_COLUMNS}, too few to hold out "
-                f"holdout_fraction={fraction} of them for the SSDU loss; raise "
-                "holdout_fraction or use scans with more acquired columns"
-            )
+        if candidates.numel() == 0:
+            # nothing outside the centre was acquired (possible at 8x on narrow
+            # images): this scan gets no SSDU term rather than stopping the run
+            continue
+        n = max(1, round(fraction * candidates.numel()))
         perm = torch.randperm(
             candidates.numel(), generator=generator, device=generator.device
         ).cpu()
