@@ -50,7 +50,7 @@ from torch import nn
 from selfsup.components import PretextTask, SSLDataset
 from selfsup.objectives.projection import config_from_options
 from selfsup_medical.models import MedUNet
-from selfsup_medical.pretexts.context_restoration import unet_restore
+from selfsup_medical.pretexts.context_restoration import restoration_head, unet_restore
 
 NAME = "medical.blind_spot"
 MASKINGS = ("noise2self", "noise2void")
@@ -210,9 +210,8 @@ class BlindSpot(nn.Module, PretextTask):
         # context_restoration; its own final convolution is left for fine-tuning.
         self.head: nn.Module | None = None
         in_channels = getattr(dataset, "in_channels", None)
-        if isinstance(encoder, MedUNet) and in_channels and encoder.out_channels != in_channels:
-            conv = nn.Conv2d if self.spatial_dims == 2 else nn.Conv3d
-            self.head = conv(encoder.features[5], int(in_channels), kernel_size=1)
+        if isinstance(encoder, MedUNet) and in_channels:
+            self.head = restoration_head(encoder, int(in_channels))
 
     def mask_and_replace(
         self, y: torch.Tensor, generator: torch.Generator
