@@ -21,11 +21,6 @@ from pathlib import Path
 import torch
 
 
-def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = float(((x - ref) ** 2).mean())
-    return 100.0 if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench-dir", type=Path, default=Path("bench-results"))
@@ -40,6 +35,7 @@ def main() -> None:
 
     from selfsup.plugins import get_registry
     from selfsup.runner import load_exported
+    from selfsup_medical.evaluators.restoration import psnr
 
     registry = get_registry()
     panels: list[list[tuple[str, torch.Tensor]]] = []
@@ -98,7 +94,8 @@ def main() -> None:
                 continue
             title, image = row[c]
             ax.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
-            label = title if c == len(row) - 1 else f"{title}\n{_psnr(image, ref):.1f} dB"
+            score = psnr(image.numpy(), ref.numpy())
+            label = title if c == len(row) - 1 else f"{title}\n{score:.1f} dB"
             ax.set_title(label, fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
