@@ -444,6 +444,31 @@ def kbatch(ds: KSpaceDataset) -> dict[str, torch.Tensor]:
     return ds.collate(ds.pretrain_set())  # type: ignore[no-any-return]
 
 
+def test_recon_unet_starts_at_zero_filled_and_keeps_the_acquired_columns() -> None:
+    ds = kspace_dataset(n_supervised=0)
+    batch = kbatch(ds)
+    torch.manual_seed(0)
+    enc = build_recon_unet(ds, features=TINY)
+    zero_filled = complex_to_channels(ifft2c(batch["kspace"]))
+    with torch.no_grad():
+        assert torch.allclose(enc(batch), zero_filled, atol=1e-6)  # last conv starts at zero
+        for p in enc.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # any weights: the acquired data stays
+        out = enc(batch)
+        kspace = fft2c(torch.complex(out[:, :1], out[:, 1:]))
+    acquired = batch["mask"].expand_as(kspace) > 0
+    assert not torch.allclose(out, zero_filled, atol=1e-3)
+    assert torch.allclose(kspace[acquired], batch["kspace"][acquired], atol=1e-5)
+    free = build_recon_unet(ds, features=TINY, data_consistency=False)
+    free.load_state_dict(enc.state_dict())
+    with torch.no_grad():
+        raw = free(batch)
+        raw_k = fft2c(torch.complex(raw[:, :1], raw[:, 1:]))
+    assert not torch.allclose(raw_k[acquired], batch["kspace"][acquired], atol=1e-3)
+    # the missing columns are the network's own in both
+    assert torch.allclose(kspace[~acquired], raw_k[~acquired], atol=1e-5)
+
+
 def test_noise2recon_supervised_term_only_on_referenced_scans() -> None:
     ds = kspace_dataset(n_supervised=2)
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ TINY = {
     "medical.ct_denoise": {"image_size": 32},
     "medical.synthetic_seg2d": {"n_images": 12, "size": 32},
     "medical.synthetic_seg3d": {"n_volumes": 6, "size": 32},
+    "medical.brain_tissue3d": {"stride": 32},
 }
 SMALL_2D = {"features": [4, 4, 8, 8, 16, 4]}
 # Datasets that read user files (medical.fastmri, medical.volumes, medical.images)

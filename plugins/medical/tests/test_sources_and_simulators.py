@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from selfsup_medical import ct, sources
+from selfsup_medical.datasets import brain_tissue, mri, synthetic_seg
 from selfsup_medical.datasets import ct as ct_data
-from selfsup_medical.datasets import mri, synthetic_seg
 
 SIZE = 32
 
@@ -25,7 +25,7 @@ SIZE = 32
 
 def test_sources_load_in_range_and_non_empty() -> None:
     records = sources.anatomical_records(SIZE)
-    assert len(records) == 54
+    assert len(records) == 89
     assert {r.volume for r in records} == {s.key for s in sources.SOURCES}
     for r in records:
         assert r.image.shape == (1, SIZE, SIZE) and r.image.dtype == torch.float32
@@ -71,6 +71,22 @@ def test_native_size_slices_match_the_files_read_directly() -> None:
     np.testing.assert_allclose(epi.image[0].numpy(), expect, rtol=1e-5, atol=1e-6)
 
 
+def test_mni_template_slices_are_every_fourth_axial_slice() -> None:
+    import nibabel
+
+    key = "nilearn:mni152_t1.nii.gz"
+    (source,) = [s for s in sources.SOURCES if s.key == key]
+    mni = [r for r in sources.mr_records(SIZE) if r.volume == key]
+    assert len(mni) == 35 and all(r.index % 4 == 0 for r in mni)
+    # the kept slices are the ones with tissue, read straight from the file
+    data = np.asarray(nibabel.load(sources.package_file("nilearn", source.path)).dataobj)
+    reference = np.percentile(data.astype(np.float64), 99.9)
+    tissue = [
+        z for z in range(0, data.shape[2], 4) if (data[:, :, z] > 0.1 * reference).mean() >= 0.05
+    ]
+    assert [r.index for r in mni] == tissue
+
+
 def test_missing_package_file_names_it() -> None:
     with pytest.raises(FileNotFoundError, match=r"no_such\.dcm"):
         sources.package_file("pydicom", "data/test_files/no_such.dcm")
@@ -84,7 +100,7 @@ def test_split_by_volume_keeps_volumes_whole() -> None:
     assert not volumes["val"] & volumes["test"]
     assert sources.PHANTOM in volumes["train"]
     assert sum(len(v) for v in splits.values()) == len(records)
-    assert [len(splits[s]) for s in ("train", "val", "test")] == [27, 4, 24]
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [61, 5, 24]
 
 
 # -- CT simulator ----------------------------------------------------------------------------
@@ -150,7 +166,7 @@ def test_ct_dataset_pairs_share_units_and_order_by_dose() -> None:
     low_dose = ct_data.build(photons=1e3, image_size=SIZE)
     high_dose = ct_data.build(photons=1e5, image_size=SIZE)
     assert low_dose.task.kind == "dense" and low_dose.modality == "image2d"
-    assert [len(low_dose.labelled_split(s)) for s in ("train", "val", "test")] == [27, 4, 24]
+    assert [len(low_dose.labelled_split(s)) for s in ("train", "val", "test")] == [61, 5, 24]
     train = low_dose.labelled_split("train")
     assert all(
         torch.equal(x, lo) for x, (lo, _) in zip(low_dose.pretrain_set(), train, strict=True)
@@ -261,3 +277,63 @@ def test_threshold_no_longer_segments_at_the_default_noise() -> None:
     assert synthetic_seg.threshold_baseline(hard, opening=3) > 0.65
     hard3d = synthetic_seg.build_3d(n_volumes=10, size=16)
     assert synthetic_seg.threshold_baseline(hard3d) < 0.45
+
+
+# -- brain tissue cubes ------------------------------------------------------------------------
+
+
+def test_brain_tissue_cubes_labels_and_disjoint_bands() -> None:
+    ds = brain_tissue.build(stride=32)
+    t1, gm, wm = brain_tissue.template()
+    assert t1.shape == gm.shape == wm.shape == (197, 233, 189)
+    assert gm.min() >= 0 and gm.max() <= 1 and wm.min() >= 0 and wm.max() <= 1
+    assert ds.task.kind == "classification" and ds.task.n_classes == 3
+    assert ds.splits == ("train", "val", "test")
+    ys = {}
+    for split in ds.splits:
+        items = ds.labelled_split(split)
+        assert items and all(x.shape == (1, 32, 32, 32) for x, _ in items)
+        ys[split] = {int(y) for _, y in items}
+    assert ys["train"] == ys["test"] == {0, 1, 2}
+    assert len(ds.pretrain_set()) == len(ds.labelled_split("train"))
+
+    # each cube is the template's block at its corner, labelled by the largest mean tissue
+    # fraction there; the coronal (second-axis) ranges of different splits never overlap
+    bands: dict[str, set[int]] = {}
+    for split, starts in brain_tissue.corners(stride=32).items():
+        assert len(starts) == len(ds.labelled_split(split))
+        for (x, y, z), (cube, label) in zip(starts, ds.labelled_split(split), strict=True):
+            box = (slice(x, x + 32), slice(y, y + 32), slice(z, z + 32))
+            assert np.array_equal(cube[0].numpy(), t1[box])
+            g, w = gm[box].mean(), wm[box].mean()
+            assert int(label) == int(np.argmax([g, w, 1 - g - w]))
+            bands.setdefault(split, set()).update(range(y, y + 32))
+    assert not bands["train"] & bands["test"] and not bands["train"] & bands["val"]
+    assert not bands["val"] & bands["test"]
+
+
+def test_brain_tissue_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        brain_tissue.build(patch=24)
+    with pytest.raises(ValueError, match="stride"):
+        brain_tissue.build(stride=0)
+    with pytest.raises(ValueError, match="min_foreground"):
+        brain_tissue.build(min_foreground=1.0)
+
+
+def test_a_classification_label_out_of_range_names_the_item() -> None:
+    from selfsup.components import TaskSpec
+    from selfsup_medical.images import ImageDataError, ImageDataset
+
+    x = torch.rand(1, 32, 32, 32)
+    good = ImageDataset(
+        "cubes", modality="volume3d", pretrain=[x], labelled={"train": [(x, torch.tensor(1))]},
+        task=TaskSpec("classification", 2),
+    )
+    assert good.splits == ("train",)
+    for bad in (torch.tensor(2), torch.tensor(0.5), torch.tensor([1])):
+        with pytest.raises(ImageDataError, match=r"train item 0.*class label"):
+            ImageDataset(
+                "cubes", modality="volume3d", pretrain=[x], labelled={"train": [(x, bad)]},
+                task=TaskSpec("classification", 2),
+            )

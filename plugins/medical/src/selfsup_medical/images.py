@@ -2,7 +2,7 @@
 
 A sample is a float32 tensor ``[C, H, W]`` (modality ``image2d``) or
 ``[C, D, H, W]`` (``volume3d``); a batch stacks them to ``[B, C, ...]``.
-:class:`ImageDataset` serves three kinds of task:
+:class:`ImageDataset` serves four kinds of task:
 
 - restoration (``TaskSpec("dense")``): the pretraining items are degraded
   images (noisy, low-dose) and no clean image is ever shown to a pretext task;
@@ -11,6 +11,9 @@ A sample is a float32 tensor ``[C, H, W]`` (modality ``image2d``) or
 - segmentation (``TaskSpec("segmentation", n)``): pretraining items are images,
   labelled items ``(image, label map)`` with the label map a long tensor of the
   image's spatial shape;
+- classification (``TaskSpec("classification", n)``): labelled items
+  ``(image, class)`` with the class an integer scalar tensor, for core's probes
+  on image or volume embeddings;
 - none: unlabelled images for pretraining only.
 
 Intensities are scaled to about ``[0, 1]`` by whoever builds the dataset (each
@@ -159,7 +162,7 @@ class ImageViews:
 
 
 class ImageDataset(SSLDataset):
-    """2D images or 3D volumes with a restoration, segmentation or no task.
+    """2D images or 3D volumes with a restoration, segmentation, classification or no task.
 
     ``pretrain``: the samples pretext tasks see (degraded images for a restoration
     task); ``labelled``: ``split -> [(input, target), ...]``. Every sample is
@@ -191,7 +194,16 @@ class ImageDataset(SSLDataset):
             for i, (x, y) in enumerate(items):
                 where = f"dataset {name!r}, {split} item {i}"
                 check_image(x, source=where, spatial_dims=dims)
-                if task.kind == "segmentation":
+                if task.kind == "classification":
+                    label = torch.as_tensor(y)
+                    if label.ndim or label.is_floating_point() or not (
+                        0 <= int(label) < int(task.n_classes or 0)
+                    ):
+                        raise ImageDataError(
+                            f"{where}: the class label is {y!r}; expected an integer scalar "
+                            f"in [0, {task.n_classes})"
+                        )
+                elif task.kind == "segmentation":
                     spatial = tuple(x.shape[1:])
                     if tuple(y.shape[-dims:]) != spatial or y.is_floating_point():
                         raise ImageDataError(

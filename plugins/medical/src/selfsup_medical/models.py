@@ -22,7 +22,16 @@ voxel in the deepest map).
 :class:`ReconUNet` (``medical.recon_unet``) reconstructs MRI from a k-space
 batch: the zero-filled complex image (two channels) goes through a 2D U-Net
 whose output is added to it (residual learning), giving a complex image
-``[B, 2, H, W]``.
+``[B, 2, H, W]``. The U-Net's last convolution starts at zero, so an untrained
+model returns the zero-filled image. With ``data_consistency=True`` (default)
+the output's k-space on the acquired columns is replaced by the measured data
+(the hard data-consistency step of unrolled networks such as MoDL, Aggarwal et
+al. 2019, and of SSDU's network): the network only fills in the missing
+columns. Measured on ``medical.mri4x`` at 64x64 (supervised, 27 references,
+200 steps, before the MNI152 template joined the training split): without it the
+test PSNR fell to 15.5 dB, below the zero-filled 19.9 dB. On noisy scans the
+acquired columns keep their noise; ``data_consistency=False`` lets the network
+denoise them too.
 """
 
 from __future__ import annotations
@@ -134,16 +143,27 @@ class MedUNet(nn.Module):
 class ReconUNet(nn.Module):
     """Zero-filled complex image -> residual 2D U-Net -> complex image ``[B, 2, H, W]``."""
 
-    def __init__(self, features: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, features: Sequence[int] | None = None, *, data_consistency: bool = True
+    ) -> None:
         super().__init__()
         self.unet = MedUNet(2, 2, 2, features=features, output="dense")
+        final = self.unet.net.final_conv
+        nn.init.zeros_(final.weight)
+        nn.init.zeros_(final.bias)
+        self.data_consistency = data_consistency
         self.embed_dim = 2
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from .kspace import complex_to_channels, ifft2c
+        from .kspace import channels_to_complex, complex_to_channels, fft2c, ifft2c
 
         zero_filled = complex_to_channels(ifft2c(batch["kspace"]))
-        return zero_filled + self.unet(zero_filled)  # type: ignore[no-any-return]
+        out = zero_filled + self.unet(zero_filled)
+        if not self.data_consistency:
+            return out  # type: ignore[no-any-return]
+        mask = batch["mask"].to(out.dtype)
+        kspace = fft2c(channels_to_complex(out)) * (1 - mask) + batch["kspace"] * mask
+        return complex_to_channels(ifft2c(kspace))
 
 
 def _image_dataset(dataset: SSLDataset, key: str) -> Any:
@@ -193,10 +213,20 @@ def build_unet_encoder(
     )
 
 
-def build_recon_unet(dataset: SSLDataset, *, features: Sequence[int] | None = None) -> ReconUNet:
-    """``medical.recon_unet``: residual U-Net on the zero-filled image of a k-space batch."""
+def build_recon_unet(
+    dataset: SSLDataset,
+    *,
+    features: Sequence[int] | None = None,
+    data_consistency: bool = True,
+) -> ReconUNet:
+    """``medical.recon_unet``: residual U-Net on the zero-filled image of a k-space batch,
+    with hard data consistency on the acquired columns unless ``data_consistency=False``."""
     if dataset.modality != "kspace":
         raise ValueError(
             f"medical.recon_unet needs a k-space dataset; {dataset.name!r} is {dataset.modality!r}"
         )
-    return ReconUNet(features)
+    if not isinstance(data_consistency, bool):
+        raise ValueError(
+            f"medical.recon_unet: data_consistency must be true or false, got {data_consistency!r}"
+        )
+    return ReconUNet(features, data_consistency=data_consistency)

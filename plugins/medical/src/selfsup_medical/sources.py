@@ -1,13 +1,15 @@
 """Real medical images that ship inside installed wheels, for offline datasets.
 
 Nothing here downloads anything: every image is a file inside the installed
-``pydicom`` and ``nibabel`` wheels (their test data) or ``scikit-image``. The
-table (:data:`SOURCES`) names each file; measured on pydicom 3.0.2, nibabel
-5.4.2, scikit-image 0.26.0:
+``pydicom`` and ``nibabel`` wheels (their test data), ``nilearn`` (the MNI152
+template) or ``scikit-image``. The table (:data:`SOURCES`) names each file;
+measured on pydicom 3.0.2, nibabel 5.4.2, nilearn 0.14.1, scikit-image 0.26.0:
 
 =========================================  ========  =====================  ====================
 file (package)                             modality  stored shape           used slices
 =========================================  ========  =====================  ====================
+datasets/data/mni_icbm152_t1_tal_nlin_     MR (T1)   197x233x189, 1 mm,     35 axial (every 4th)
+sym_09a_converted.nii.gz (nilearn)                   uint8
 tests/data/example4d.nii.gz (nibabel)      MR (EPI)  128x96x24x2, 2.0x2.0x  24 axial (frame 0)
                                                      2.2 mm, int16
 tests/data/anatomical.nii (nibabel)        MR (T1)   33x41x25, 2 mm, int16  25 axial
@@ -22,25 +24,26 @@ test_files/693_J2KI.dcm (pydicom)          CT        512x512 (head), lossy  1
 skimage.data.shepp_logan_phantom()         phantom   400x400                1 (never tested on)
 =========================================  ========  =====================  ====================
 
-That is 49 + 5 = 54 real slices from 7 source volumes (two multi-slice MR
-volumes, five single slices), plus the phantom. The JPEG 2000 files decode with
+That is 35 + 49 + 5 = 89 real slices from 8 source volumes (three multi-slice
+MR volumes, five single slices), plus the phantom. The JPEG 2000 files decode with
 Pillow (a dependency of scikit-image), no extra codec package needed.
 Provenance: ``CT_small``/``MR_small`` are NEMA WG04 sample images downsized by
 pydicom; ``examples_overlay`` is a cropped Siemens abdominal MR example; the
 512x512 CT heads are regression files from pydicom issues #693 and #1149
 (pydicom's README); nibabel's README gives no origin for ``example4d`` and
 ``anatomical``. pydicom and nibabel are MIT-licensed and ship these as test
-data; nothing states a separate licence for the images.
+data; nothing states a separate licence for the images. The MNI152 ICBM 2009a
+nonlinear symmetric T1 template (Fonov et al., NeuroImage 2011; an average of
+152 registered adult brains with the head, copyright McConnell Brain Imaging
+Centre, free to use with its notice) ships in the BSD-3 ``nilearn`` wheel as
+nilearn's default template; being an average, it is smoother than a single
+scan, and its slices are taken 4 mm apart so neighbours are not near copies.
 
 Not usable offline: the other pydicom MR/CT files are re-encodings of
 ``MR_small`` (RLE, JPEG-LS, big endian, ...) or 16x16 thumbnails
 (``dicomdirtests``); nibabel's other volumes are phantoms, 4 mm functional
 images, or copies of ``anatomical``; ``skimage.data.brain()`` needs ``pooch``
-and a download (the file is not in the wheel). Not installed: ``nilearn``
-(0.14.1, 11.5 MB wheel, BSD-3) ships the MNI152 2009a T1 template
-(``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``,
-197x233x189 at 1 mm, an average of 152 brains) inside its wheel; it would add
-one large real brain volume.
+and a download (the file is not in the wheel).
 
 Each slice becomes ``[1, size, size]`` float32: negative MR values (ringing)
 are clipped to 0, CT is mapped linearly from Hounsfield units
@@ -50,8 +53,8 @@ divided by their 99.9th percentile (:func:`selfsup_medical.images.scale_unit`).
 
 Near-empty slices are skipped: a slice is kept when at least
 :data:`MIN_FOREGROUND` (5 %) of its pixels exceed 10 % of its volume's 99.9th
-percentile (all 49 slices of the two volumes pass; the rule guards other
-versions of the files).
+percentile (all 49 slices of nibabel's two volumes pass; of the template's 48
+every-4th axial slices, the 13 below the skull base and above the vertex fail).
 
 Splits (:func:`split_by_volume`) keep all slices of one source volume in one
 split.
@@ -60,7 +63,6 @@ split.
 from __future__ import annotations
 
 import functools
-import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,9 +88,18 @@ class SourceFile:
     path: str  # relative to the package directory
     modality: str  # "MR" or "CT"
     description: str
+    stride: int = 1  # keep every stride-th axial slice
 
 
 SOURCES: tuple[SourceFile, ...] = (
+    SourceFile(
+        "nilearn:mni152_t1.nii.gz",
+        "nilearn",
+        "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "MR",
+        "MNI152 2009a symmetric T1 template with head, 197x233x189 at 1 mm, every 4th slice",
+        stride=4,
+    ),
     SourceFile(
         "nibabel:example4d.nii.gz",
         "nibabel",
@@ -152,20 +163,27 @@ class Slice:
 
 
 def package_file(package: str, path: str) -> Path:
-    """The path of ``path`` inside the installed ``package``; FileNotFoundError names both."""
-    try:
-        module = importlib.import_module(package)
-    except ImportError as err:
+    """The path of ``path`` inside the installed ``package`` (found without importing it);
+    FileNotFoundError names both."""
+    import importlib.metadata
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"sample image {path!r} ships with the package {package!r}, which is not "
-            f"installed ({err}); install it (pip install {package})"
-        ) from err
-    file = Path(module.__file__ or "").parent / path
+            f"installed; install it (pip install {package})"
+        )
+    file = Path(next(iter(spec.submodule_search_locations))) / path
     if not file.is_file():
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "(unknown version)"
         raise FileNotFoundError(
             f"sample image {file} is missing from the installed {package!r} "
-            f"{getattr(module, '__version__', '')}: this version does not ship it; install "
-            "the version named in selfsup_medical.sources"
+            f"{version}: this version does not ship it; install the version named in "
+            "selfsup_medical.sources"
         )
     return file
 
@@ -243,7 +261,7 @@ def _records(size: int, modality: str) -> tuple[Slice, ...]:
         volume = np.clip(volume, 0.0, None)  # MR magnitudes are >= 0; negatives are ringing
         reference = float(np.percentile(volume, 99.9))
         for index, plane in enumerate(volume):
-            if foreground_fraction(plane, reference) < MIN_FOREGROUND:
+            if index % source.stride or foreground_fraction(plane, reference) < MIN_FOREGROUND:
                 continue
             image = torch.from_numpy(to_square(plane, size)).float()[None]
             if modality == "MR":
@@ -258,7 +276,7 @@ def _copy(records: Sequence[Slice]) -> list[Slice]:
 
 
 def mr_records(size: int = 128) -> list[Slice]:
-    """The MR slices of :data:`SOURCES` (51 at any size), each ``[1, size, size]``."""
+    """The MR slices of :data:`SOURCES` (86 at any size), each ``[1, size, size]``."""
     _check_size(size)
     return _copy(_records(size, "MR"))
 
@@ -270,17 +288,17 @@ def ct_records(size: int = 128) -> list[Slice]:
 
 
 def anatomical_records(size: int = 128) -> list[Slice]:
-    """All real slices, MR then CT (54), with their source volume."""
+    """All real slices, MR then CT (89), with their source volume."""
     return mr_records(size) + ct_records(size)
 
 
 def anatomical_slices(size: int = 128) -> list[torch.Tensor]:
-    """All real MR and CT slices (54) as ``[1, size, size]`` tensors in about ``[0, 1]``."""
+    """All real MR and CT slices (89) as ``[1, size, size]`` tensors in about ``[0, 1]``."""
     return [r.image for r in anatomical_records(size)]
 
 
 def mr_slices(size: int = 128) -> list[torch.Tensor]:
-    """The real MR slices (51) as ``[1, size, size]`` tensors in about ``[0, 1]``."""
+    """The real MR slices (86) as ``[1, size, size]`` tensors in about ``[0, 1]``."""
     return [r.image for r in mr_records(size)]
 
 
@@ -312,10 +330,10 @@ def split_by_volume(
     name) each go to the split furthest below its target slice count, ties
     broken test, then val, then train, so that the test split gets a whole
     volume rather than left-overs. The phantom always goes to train. With the
-    sources of this module (one volume of 25 slices, one of 24, five single
-    slices) the real slices split 26 / 4 / 24: train holds ``anatomical`` and one
-    single slice, test ``example4d``; exact 60/20/20 is impossible without
-    splitting a volume.
+    sources of this module (volumes of 35, 25 and 24 slices, five single slices)
+    the real slices split 60 / 5 / 24: train holds the MNI152 template and
+    ``anatomical``, val the five single slices, test ``example4d``; exact
+    60/20/20 is impossible without splitting a volume.
     """
     if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise ValueError(

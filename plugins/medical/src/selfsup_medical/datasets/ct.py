@@ -2,7 +2,7 @@
 
 What the images are, honestly: only three real CT slices ship offline
 (pydicom's ``CT_small`` spine slice and two 512x512 head CTs, one of them
-lossy JPEG 2000), so the dataset also uses the 51 real MR slices of
+lossy JPEG 2000), so the dataset also uses the 86 real MR slices of
 :mod:`selfsup_medical.sources` as attenuation maps, plus the Shepp-Logan
 phantom in the training split. MR contrast is not CT contrast (no bright
 bone, bright fluid in EPI), but the anatomy and its texture are real, and
@@ -23,10 +23,10 @@ Items: pretraining items are the low-dose FBP images of the train split only
 (``[1, size, size]``); labelled items of every split are
 ``(low-dose FBP, full-dose FBP)``. Splits keep whole source volumes together
 (:func:`selfsup_medical.sources.split_by_volume`, independent of ``seed``):
-train 27 slices (``anatomical.nii`` 25, the abdominal MR, the phantom), val 4
-(the three CT slices and ``MR_small``), test 24 (``example4d.nii.gz``, brain
-EPI). Views (:class:`selfsup_medical.images.ImageViews`) apply to pretraining
-batches.
+train 61 slices (nilearn's MNI152 T1 template 35, ``anatomical.nii`` 25, the
+phantom), val 5 (the three CT slices, ``MR_small``, the abdominal MR), test 24
+(``example4d.nii.gz``, brain EPI). Views
+(:class:`selfsup_medical.images.ImageViews`) apply to pretraining batches.
 
 Measured low-dose PSNR (dB) against the full-dose FBP (data range 1, mean over
 each split, 128x128, 180 views, seed 0)::
@@ -154,7 +154,7 @@ def build(
         views=image_views,
         source=(
             f"low-dose CT simulated at {photons:g} photons/bin, {views} views, on real "
-            f"CT (3) and MR (51) slices shipped in pydicom/nibabel + the Shepp-Logan "
+            f"CT (3) and MR (86) slices shipped in pydicom/nibabel/nilearn + the Shepp-Logan "
             f"phantom (train), {image_size}x{image_size}; slices per split: {counts}"
         ),
     )

@@ -1,7 +1,7 @@
 """``medical.mri_recon``: single-coil MRI reconstruction from simulated undersampling.
 
 Images: the real MR and CT slices that ship inside installed wheels
-(:mod:`selfsup_medical.sources`: 54 slices from 7 source volumes) plus the
+(:mod:`selfsup_medical.sources`: 89 slices from 8 source volumes) plus the
 Shepp-Logan phantom in the training split only (a phantom alone would flatter
 total-variation methods, so it is never validated or tested on). Every image
 is ``[1, size, size]``, divided by its 99.9th percentile
@@ -27,8 +27,9 @@ k-space.
 Splits: whole source volumes (:func:`selfsup_medical.sources.split_by_volume`;
 slices of one volume never cross splits); the assignment does not depend on
 ``seed``, which draws only the masks, noise and phases. With the shipped
-sources that gives train 27 slices (``anatomical.nii``, 25; the abdominal MR;
-the phantom), val 4 (three CT slices and ``MR_small``), test 24
+sources that gives train 61 slices (nilearn's MNI152 T1 template, 35;
+``anatomical.nii``, 25; the phantom), val 5 (three CT slices, ``MR_small`` and
+the abdominal MR), test 24
 (``example4d.nii.gz``, a brain EPI volume at its native 128x96 resolution).
 Exact 60/20/20 would need splitting a volume. Pretraining scans are the train
 split's; ``n_supervised`` of them (chosen with ``seed``) keep their

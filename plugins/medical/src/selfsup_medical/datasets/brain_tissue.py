@@ -1,0 +1,167 @@
+"""``medical.brain_tissue3d``: 3D patches of a real brain MRI, labelled by tissue.
+
+The volume-level task for core's probes (``core.linear_probe``, ``core.knn``) on
+volume embeddings (``medical.unet_encoder``). Offline: the MNI152 ICBM 2009a
+symmetric T1 template and its grey- and white-matter probability maps, which
+ship inside the ``nilearn`` wheel (:mod:`selfsup_medical.sources`; 197x233x189
+at 1 mm, values 0-255).
+
+Patches: ``[1, patch, patch, patch]`` cubes of the T1 (``patch`` 32 by default,
+a multiple of 16 for the U-Net), divided by the template's 99.9th percentile and
+clipped to ``[0, 1.5]``. The volume is cut into coronal bands ``patch`` thick
+(the anterior-posterior axis, nibabel's second); inside a band, cubes sit on a
+grid with stride ``stride`` (8) in the left-right and inferior-superior axes, so
+cubes of one band overlap but cubes of different bands never share a voxel. The
+grids are centred in the volume. A cube is kept when at least
+``min_foreground`` (25%) of its voxels exceed 10% of the reference intensity
+(air is dropped).
+
+Label (3 classes): the largest of the cube's mean grey-matter probability (0),
+mean white-matter probability (1) and the rest, ``1 - GM - WM`` (2: CSF, skull,
+scalp and background).
+
+Splits by band, so no voxel is shared across splits: band ``b`` (posterior to
+anterior) goes to ``BAND_SPLITS[b % 7]``; with the default ``patch`` the seven
+bands are empty, train, train, test, val, train, train. Coronal bands all cross
+cortex, white matter and CSF; axial layers would not (the lowest and highest hold
+no white matter). Counts with the defaults
+(``python -m selfsup_medical.datasets.brain_tissue`` prints them)::
+
+    split   grey  white  other  total
+    train    272    105    260    637
+    val       92     51     89    232
+    test     109     78     95    282
+
+Being an average of 152 brains, the template is smoother than one scan; the
+bands differ in anatomy (frontal, parietal, occipital), so a probe is tested
+on anatomy it did not see.
+
+Views (:class:`selfsup_medical.images.ImageViews`) apply to pretraining
+batches, so core's joint-embedding objectives run on these volumes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from selfsup.components import TaskSpec
+
+from ..images import ImageDataset, ImageViews
+from ..sources import package_file
+
+NAME = "medical.brain_tissue3d"
+CLASSES = ("grey matter", "white matter", "other")
+#: the split of coronal band ``b`` is ``BAND_SPLITS[b % 7]``
+BAND_SPLITS = ("train", "train", "train", "test", "val", "train", "train")
+TEMPLATE = "datasets/data/mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MNI152 2009a T1 ``[197, 233, 189]`` in units of its 99.9th percentile, and the
+    grey- and white-matter probability maps in ``[0, 1]`` (nilearn's files)."""
+    import nibabel
+
+    def load(kind: str) -> np.ndarray:
+        file = package_file("nilearn", TEMPLATE.format(kind))
+        return np.asarray(nibabel.load(file).dataobj, dtype=np.float32)
+
+    t1 = load("t1")
+    t1 = np.clip(t1 / np.percentile(t1, 99.9), 0.0, 1.5)
+    return t1, load("gm") / 255.0, load("wm") / 255.0
+
+
+def _check(patch: int, stride: int, min_foreground: float) -> None:
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 32 or patch % 16:
+        raise ValueError(
+            f"{NAME}: patch must be a multiple of 16 and >= 32 (the U-Net trains on it), "
+            f"got {patch!r}"
+        )
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"{NAME}: stride must be an integer >= 1, got {stride!r}")
+    if not 0.0 <= float(min_foreground) < 1.0:
+        raise ValueError(f"{NAME}: min_foreground must be in [0, 1), got {min_foreground!r}")
+
+
+def _starts(length: int, patch: int, step: int) -> list[int]:
+    n = (length - patch) // step + 1
+    offset = (length - (patch + step * (n - 1))) // 2
+    return [offset + step * i for i in range(n)]
+
+
+def corners(
+    patch: int = 32, stride: int = 8, min_foreground: float = 0.25
+) -> dict[str, list[tuple[int, int, int]]]:
+    """``split -> [(x, y, z) corner of each kept cube, ...]`` (see the module docstring)."""
+    _check(patch, stride, min_foreground)
+    t1, _, _ = template()
+    out: dict[str, list[tuple[int, int, int]]] = {"train": [], "val": [], "test": []}
+    for band, y in enumerate(_starts(t1.shape[1], patch, patch)):
+        split = BAND_SPLITS[band % len(BAND_SPLITS)]
+        for x in _starts(t1.shape[0], patch, stride):
+            for z in _starts(t1.shape[2], patch, stride):
+                cube = t1[x : x + patch, y : y + patch, z : z + patch]
+                if (cube > 0.1).mean() >= min_foreground:
+                    out[split].append((x, y, z))
+    return out
+
+
+def patches(
+    patch: int = 32, stride: int = 8, min_foreground: float = 0.25
+) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """``split -> [(cube [1, p, p, p], class), ...]`` at :func:`corners`."""
+    t1, gm, wm = template()
+    out: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for split, starts in corners(patch, stride, min_foreground).items():
+        out[split] = []
+        for x, y, z in starts:
+            box = (slice(x, x + patch), slice(y, y + patch), slice(z, z + patch))
+            grey, white = float(gm[box].mean()), float(wm[box].mean())
+            label = int(np.argmax([grey, white, 1.0 - grey - white]))
+            image = torch.from_numpy(np.ascontiguousarray(t1[box]))[None].float()
+            out[split].append((image, torch.tensor(label)))
+    return out
+
+
+def build(
+    *,
+    patch: int = 32,
+    stride: int = 8,
+    min_foreground: float = 0.25,
+    crop: float = 0.8,
+    flip: float = 0.5,
+    rotate: float = 0.2,
+    scale: float = 0.1,
+    intensity: float = 0.1,
+) -> ImageDataset:
+    """The ``medical.brain_tissue3d`` dataset; pretraining items are the train cubes."""
+    labelled = patches(patch, stride, min_foreground)
+    counts = ", ".join(f"{k} {len(v)}" for k, v in labelled.items())
+    return ImageDataset(
+        NAME,
+        modality="volume3d",
+        pretrain=[x for x, _ in labelled["train"]],
+        labelled=labelled,
+        task=TaskSpec("classification", len(CLASSES)),
+        views=ImageViews(crop=crop, flip=flip, rotate=rotate, scale=scale, intensity=intensity),
+        source=(
+            f"{patch}^3 cubes (stride {stride}) of nilearn's MNI152 2009a T1 template, "
+            f"labelled {'/'.join(CLASSES)} by the template's tissue maps; cubes per split: "
+            f"{counts}"
+        ),
+    )
+
+
+def _report() -> None:
+    """Print the table of the module docstring."""
+    print("split   grey  white  other  total")
+    for split, items in patches().items():
+        n = np.bincount([int(y) for _, y in items], minlength=len(CLASSES))
+        print(f"{split:<7} {n[0]:>5} {n[1]:>6} {n[2]:>6} {len(items):>6}")
+
+
+if __name__ == "__main__":
+    _report()
