@@ -194,9 +194,3 @@ def low_dose(
     )
     shape = (int(full.shape[1]), int(full.shape[2]))
     return torch.from_numpy(fbp(noisy, geometry, shape)).float()[None]
-
-
-def psnr(image: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
-    """``10 log10(data_range^2 / MSE)`` in dB (infinite for identical images)."""
-    mse = float(((image.double() - reference.double()) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(data_range**2 / mse))

@@ -32,16 +32,16 @@ Measured low-dose PSNR (dB) against the full-dose FBP (data range 1, mean over
 each split, 128x128, 180 views, seed 0)::
 
     photons   test   val    train
-    1e5       43.4   38.0   36.2
-    1e4       33.3   27.8   26.2
-    1e3       23.3   18.3   15.9
+    1e5       43.3   39.3   39.7
+    1e4       33.3   29.2   29.7
+    1e3       23.3   19.6   19.5
 
 The test slices (a brain EPI volume with no skull, halved) attenuate least;
 the train volume ``anatomical.nii`` and ``CT_small`` fill the whole square
 with tissue, so their longest rays keep only a few photons at 1e4 (about 45
 and 3 expected counts) and show streaks. Produced by
 ``python -m selfsup_medical.datasets.ct`` (this module's ``__main__``; about
-30 s of CPU, most of it the 55 Radon transforms, which are cached per
+35 s of CPU, most of it the 90 Radon transforms, which are cached per
 ``(image_size, views)`` across doses and seeds).
 """
 
@@ -55,7 +55,8 @@ import torch
 
 from selfsup.components import TaskSpec
 
-from ..ct import CTGeometry, clean_projection, low_dose, psnr
+from ..ct import CTGeometry, clean_projection, low_dose
+from ..evaluators.restoration import psnr
 from ..images import ImageDataset, ImageViews, scale_unit
 from ..sources import Slice, anatomical_records, phantom_record, split_by_volume
 
@@ -165,7 +166,10 @@ def _report(image_size: int = 128, seed: int = 0) -> None:
     print("photons   " + "   ".join(f"{s:>5}" for s in ("test", "val", "train")))
     for photons in (1e5, 1e4, 1e3):
         data = pairs(photons=photons, image_size=image_size, seed=seed)
-        means = [np.mean([psnr(lo, hi) for lo, hi in data[s]]) for s in ("test", "val", "train")]
+        means = [
+            np.mean([psnr(lo.numpy(), hi.numpy()) for lo, hi in data[s]])
+            for s in ("test", "val", "train")
+        ]
         print(f"{photons:<8g}  " + "   ".join(f"{m:5.1f}" for m in means))
 
 
