@@ -98,6 +98,22 @@ def test_rerun_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     assert again["train"]["resumed_from"] == 12
 
 
+def test_a_changed_experiment_does_not_resume_another_ones_checkpoints(tmp_path: Path) -> None:
+    run_experiment(parse_experiment(_raw()), tmp_path / "run")
+    changed = _raw(encoder={"name": "core.mlp", "hidden_dims": [64], "embed_dim": 16})
+    with pytest.raises(ConfigError, match=r"changed: encoder\.embed_dim\).*delete") as err:
+        run_experiment(parse_experiment(changed), tmp_path / "run")
+    assert str(tmp_path / "run" / "checkpoints") in str(err.value)
+    # settings that do not change the result (and evaluation) may change on a resume
+    same = _raw(training={"steps": 12, "batch_size": 64, "warmup_steps": 2,
+                          "checkpoint_every": 5, "progress": False, "log_every": 3},
+                evaluation={"seeds": [1]})
+    assert run_experiment(parse_experiment(same), tmp_path / "run")["train"]["resumed_from"] == 12
+    # a new folder, or one without checkpoints, starts from scratch
+    fresh = run_experiment(parse_experiment(changed), tmp_path / "new")
+    assert fresh["train"]["resumed_from"] is None
+
+
 def test_unknown_keys_are_refused_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"Unknown key 'trainng'.*Did you mean 'training'"):
         parse_experiment(_raw(trainng={}))

@@ -205,6 +205,7 @@ def run_experiment(
     resolved["training"] = asdict(train_cfg)
     main = is_main_process()
     if main:
+        check_resumable(run_dir, resolved)
         run_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(run_dir / "config.toml", dump_toml(resolved))
     t0 = time.perf_counter()
@@ -233,6 +234,48 @@ def run_experiment(
         export_encoder(encoder, run_dir, resolved, built, metrics)
         _atomic_write(run_dir / "summary.md", summary_markdown(exp, train_info, metrics))
     return out
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def check_resumable(run_dir: Path, resolved: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoints that another experiment wrote.
+
+    A run folder with checkpoints resumes from them. When its ``config.toml``
+    differs from ``resolved`` in what shapes training (seed, dataset, encoder,
+    pretext task, or a training setting other than the trainer's resumable ones),
+    the checkpoints belong to another experiment: ConfigError names the changed
+    keys and the way out (a new run folder, or deleting the old checkpoints).
+    """
+    from selfsup import config
+    from selfsup.checkpoint import list_checkpoints
+    from selfsup.trainer import RESUMABLE_CHANGES
+
+    saved_file = run_dir / "config.toml"
+    if not saved_file.is_file() or not list_checkpoints(run_dir / "checkpoints"):
+        return
+    sections = ("seed", "dataset", "encoder", "pretext", "training")
+    new = _flatten({k: v for k, v in config.tomllib.loads(dump_toml(resolved)).items()
+                    if k in sections}, "")
+    old = _flatten({k: v for k, v in config.load_toml(saved_file).items() if k in sections}, "")
+    changed = sorted(
+        k for k in set(new) | set(old)
+        if new.get(k) != old.get(k)
+        and not (k.startswith("training.") and k.split(".", 1)[1] in RESUMABLE_CHANGES)
+    )  # fmt: skip
+    if changed:
+        raise ConfigError(
+            f"run folder {str(run_dir)!r} holds checkpoints of another experiment (changed: "
+            f"{', '.join(changed)}); resuming would continue that run. Use a new run folder, "
+            f"or delete {str(run_dir / 'checkpoints')!r} to start this one from scratch"
+        )
 
 
 def export_encoder(

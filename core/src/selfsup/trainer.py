@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 OnlineEval = Callable[[nn.Module], dict[str, float]]
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: Settings that may change when a run is resumed without changing its result.
-_RESUMABLE_CHANGES = frozenset(
+RESUMABLE_CHANGES = frozenset(
     ["progress", "log_every", "num_workers", "checkpoint_every", "online_eval_every", "device"]
 )
 _END = object()
@@ -414,7 +414,7 @@ class Trainer:
         saved = state.get("config", {})
         changed = [
             k for k, v in asdict(self.config).items()
-            if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+            if k not in RESUMABLE_CHANGES and saved.get(k) != v
         ]  # fmt: skip
         if changed and rank == 0:
             log.warning("resuming %s with changed settings %s", name[0], changed)
