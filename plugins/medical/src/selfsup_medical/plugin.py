@@ -502,8 +502,8 @@ def register_benchmarks(register: Register) -> None:
             evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
             summary="tissue class of 32^3 brain MRI cubes from frozen volume embeddings "
             "(core's probes), after pretraining on the training cubes",
-            baselines=("random_init", "supervised"),
-            train={"steps": 200, "batch_size": 8, "lr": 1e-3, "warmup_steps": 10},
+            baselines=("input", "random_init", "supervised"),
+            train={"steps": 200, "batch_size": 4, "lr": 1e-3, "warmup_steps": 10},
             gpu_train={
                 "steps": 3000,
                 "batch_size": 32,
