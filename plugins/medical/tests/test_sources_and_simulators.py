@@ -337,3 +337,22 @@ def test_a_classification_label_out_of_range_names_the_item() -> None:
                 "cubes", modality="volume3d", pretrain=[x], labelled={"train": [(x, bad)]},
                 task=TaskSpec("classification", 2),
             )
+
+
+def test_intensity_baseline_separates_classes_by_brightness() -> None:
+    gen = torch.Generator().manual_seed(0)
+
+    def cubes(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for i in range(n):
+            label = i % 3
+            cube = 0.3 * label + 0.05 * torch.rand(1, 4, 4, 4, generator=gen)
+            out.append((cube, torch.tensor(label)))
+        return out
+
+    labelled = {"train": cubes(30), "test": cubes(12)}
+    assert brain_tissue.intensity_baseline(labelled) == 1.0
+    assert brain_tissue.intensity_baseline(labelled, statistics=True) == 1.0
+    # it scores on the test split's own labels: relabelled test cubes are all wrong
+    relabelled = {**labelled, "test": [(x, (y + 1) % 3) for x, y in labelled["test"]]}
+    assert brain_tissue.intensity_baseline(relabelled) == 0.0

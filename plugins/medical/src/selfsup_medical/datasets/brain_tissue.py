@@ -31,6 +31,12 @@ no white matter). Counts with the defaults
     train    272    105    260    637
     val       92     51     89    232
     test     109     78     95    282
+    logistic regression, test accuracy: mean intensity 0.844, five intensity statistics 0.911
+
+The task is largely one of intensity: a logistic regression on each cube's mean
+intensity alone gets 0.844 test accuracy, on five intensity statistics (mean,
+std, 10/50/90th percentiles) 0.911 (:func:`intensity_baseline`); the benchmark
+``medical.tissue3d`` asks how much of that frozen volume embeddings keep.
 
 Being an average of 152 brains, the template is smoother than one scan; the
 bands differ in anatomy (frontal, parietal, occipital), so a probe is tested
@@ -155,12 +161,38 @@ def build(
     )
 
 
+def intensity_baseline(
+    labelled: dict[str, list[tuple[torch.Tensor, torch.Tensor]]], statistics: bool = False
+) -> float:
+    """Test accuracy of a logistic regression on each cube's mean intensity (or, with
+    ``statistics``, its mean, std and 10/50/90th percentiles), fitted on train."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    def features(split: str) -> tuple[np.ndarray, np.ndarray]:
+        x = np.stack([c.reshape(-1).numpy() for c, _ in labelled[split]])
+        y = np.array([int(t) for _, t in labelled[split]])
+        stats = [x.mean(1)]
+        if statistics:
+            stats += [x.std(1), *np.percentile(x, [10, 50, 90], axis=1)]
+        return np.stack(stats, 1), y
+
+    (x_train, y_train), (x_test, y_test) = features("train"), features("test")
+    scale = StandardScaler().fit(x_train)
+    model = LogisticRegression(max_iter=2000).fit(scale.transform(x_train), y_train)
+    return float(model.score(scale.transform(x_test), y_test))
+
+
 def _report() -> None:
-    """Print the table of the module docstring."""
+    """Print the tables of the module docstring."""
+    labelled = patches()
     print("split   grey  white  other  total")
-    for split, items in patches().items():
+    for split, items in labelled.items():
         n = np.bincount([int(y) for _, y in items], minlength=len(CLASSES))
         print(f"{split:<7} {n[0]:>5} {n[1]:>6} {n[2]:>6} {len(items):>6}")
+    print(f"logistic regression, test accuracy: mean intensity "
+          f"{intensity_baseline(labelled):.3f}, five intensity statistics "
+          f"{intensity_baseline(labelled, statistics=True):.3f}")
 
 
 if __name__ == "__main__":
