@@ -22,7 +22,8 @@ scalp and background).
 
 Splits by band, so no voxel is shared across splits: band ``b`` (posterior to
 anterior) goes to ``BAND_SPLITS[b % 7]``; with the default ``patch`` the seven
-bands are empty, train, train, test, val, train, train. Coronal bands all cross
+bands go to train (band 0, behind the head, keeps no cube), train, train, test,
+val, train and train. Coronal bands all cross
 cortex, white matter and CSF; axial layers would not (the lowest and highest hold
 no white matter). Counts with the defaults
 (``python -m selfsup_medical.datasets.brain_tissue`` prints them)::
