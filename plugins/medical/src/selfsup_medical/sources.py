@@ -54,7 +54,8 @@ divided by their 99.9th percentile (:func:`selfsup_medical.images.scale_unit`).
 Near-empty slices are skipped: a slice is kept when at least
 :data:`MIN_FOREGROUND` (5 %) of its pixels exceed 10 % of its volume's 99.9th
 percentile (all 49 slices of nibabel's two volumes pass; of the template's 48
-every-4th axial slices, the 13 below the skull base and above the vertex fail).
+every-4th axial slices, the 13 at the bottom and top of the volume, mostly air,
+fail).
 
 Splits (:func:`split_by_volume`) keep all slices of one source volume in one
 split.

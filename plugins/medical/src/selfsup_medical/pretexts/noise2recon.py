@@ -45,13 +45,15 @@ look exactly like unsampled ones, which is the task the model faces at test time
 
 SSDU's network is unrolled with data-consistency layers, so its output keeps the
 input data ``Theta`` by construction, and its loss only scores ``Lambda``.
-``medical.recon_unet`` has no such layer: scored on ``Lambda`` alone it is free
+``medical.recon_unet`` has such a step by default (``data_consistency=True``),
+and then the ``Theta`` term below is zero. A model without one (the recon U-Net
+with ``data_consistency=False``, or your own) scored on ``Lambda`` alone is free
 to rewrite the acquired low frequencies, and does (measured on 32 x 32 phantom
 scans at 2x: the k-space error on the acquired columns grew to ~100% of the data
 and PSNR fell from 20.0 dB, zero-filled, to 13.7 dB in 200 steps). The SSDU mode
 therefore adds the same normalised loss on ``Theta`` (weight ``input_weight``,
-1.0; 0 gives SSDU's loss as published, for models with data consistency): with
-it the acquired-column error stayed at 3% and PSNR rose to 20.9 dB.
+1.0; 0 gives SSDU's loss as published): with it the acquired-column error
+stayed at 3% and PSNR rose to 20.9 dB.
 ``reconstruction``:
 
 - ``"supervised"``: semi-supervised Noise2Recon (refused on a dataset without
