@@ -168,7 +168,8 @@ class ReconUNet(nn.Module):
         return complex_to_channels(ifft2c(kspace))
 
 
-def _image_dataset(dataset: SSLDataset, key: str) -> Any:
+def image_dataset(dataset: SSLDataset, key: str) -> Any:
+    """``dataset`` if it holds 2D images or 3D volumes, else a ValueError naming ``key``."""
     if dataset.modality not in ("image2d", "volume3d"):
         raise ValueError(
             f"{key} needs an image2d or volume3d dataset; {dataset.name!r} is {dataset.modality!r}"
@@ -185,7 +186,7 @@ def build_unet(
 ) -> MedUNet:
     """``medical.unet``: dense; ``out_channels`` defaults to the classes of a
     segmentation dataset, else to the input's channels (restoration)."""
-    ds = _image_dataset(dataset, "medical.unet")
+    ds = image_dataset(dataset, "medical.unet")
     if out_channels is None:
         task = dataset.task
         out_channels = task.n_classes if task.kind == "segmentation" else ds.in_channels
@@ -203,7 +204,7 @@ def build_unet_encoder(
     dataset: SSLDataset, *, features: Sequence[int] | None = None, dropout: float = 0.0
 ) -> MedUNet:
     """``medical.unet_encoder``: the U-Net's contracting path, globally pooled."""
-    ds = _image_dataset(dataset, "medical.unet_encoder")
+    ds = image_dataset(dataset, "medical.unet_encoder")
     n_out = dataset.task.n_classes if dataset.task.kind == "segmentation" else ds.in_channels
     return MedUNet(
         ds.spatial_dims,

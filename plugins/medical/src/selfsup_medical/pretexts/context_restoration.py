@@ -48,7 +48,7 @@ from selfsup.objectives.projection import (
     check_positive_int,
     config_from_options,
 )
-from selfsup_medical.models import MedUNet
+from selfsup_medical.models import MedUNet, image_dataset
 
 NAME = "medical.context_restoration"
 MODES: tuple[str, ...] = ("swap", "inpaint", "dropout")
@@ -81,6 +81,16 @@ def restoration_head(unet: MedUNet, channels: int) -> nn.Module | None:
         return None
     conv = nn.Conv2d if unet.spatial_dims == 2 else nn.Conv3d
     return conv(unet.features[5], channels, kernel_size=1)
+
+
+def restoring_unet(
+    encoder: nn.Module, dataset: SSLDataset, method: str
+) -> tuple[MedUNet, nn.Module | None]:
+    """``encoder`` as a U-Net of ``dataset``'s dimensions (2D images or 3D volumes) and the
+    head that maps its output back to the input's channels (see :func:`restoration_head`)."""
+    dims = 2 if image_dataset(dataset, method).modality == "image2d" else 3
+    unet = require_unet(encoder, method, dims)
+    return unet, restoration_head(unet, unet.in_channels)
 
 
 def unet_restore(
@@ -244,15 +254,8 @@ class ContextRestoration(nn.Module, PretextTask):
         self, encoder: nn.Module, dataset: SSLDataset, config: ContextRestorationConfig
     ) -> None:
         super().__init__()
-        if dataset.modality not in ("image2d", "volume3d"):
-            raise ValueError(
-                f"{NAME} needs an image2d or volume3d dataset; {dataset.name!r} is "
-                f"{dataset.modality!r}"
-            )
-        dims = 2 if dataset.modality == "image2d" else 3
-        self.encoder = require_unet(encoder, NAME, dims)
+        self.encoder, self.head = restoring_unet(encoder, dataset, NAME)
         self.config = config
-        self.head = restoration_head(self.encoder, self.encoder.in_channels)
 
     @property
     def unet(self) -> MedUNet:

@@ -41,8 +41,7 @@ from selfsup.components import PretextTask, SSLDataset
 from selfsup.objectives.projection import check_positive_int, config_from_options
 from selfsup_medical.models import MedUNet
 from selfsup_medical.pretexts.context_restoration import (
-    require_unet,
-    restoration_head,
+    restoring_unet,
     unet_restore,
 )
 
@@ -161,15 +160,8 @@ class MaskedAutoencoder(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: MAE3DConfig) -> None:
         super().__init__()
-        if dataset.modality not in ("volume3d", "image2d"):
-            raise ValueError(
-                f"{NAME} needs a volume3d (or image2d) dataset; {dataset.name!r} is "
-                f"{dataset.modality!r}"
-            )
-        dims = 3 if dataset.modality == "volume3d" else 2
-        self.encoder = require_unet(encoder, NAME, dims)
+        self.encoder, self.head = restoring_unet(encoder, dataset, NAME)
         self.config = config
-        self.head = restoration_head(self.encoder, self.encoder.in_channels)
 
     @property
     def unet(self) -> MedUNet:
