@@ -2,16 +2,15 @@
 
 For each registered :class:`~selfsup.components.BenchmarkSpec` the dataset is
 built once; each pretext task pretrains a fresh encoder through the runner and is
-evaluated; the baselines are measured by the same evaluators on the same splits:
+evaluated; each of the benchmark's baselines (registered :class:`BaselineSpec`
+keys such as ``core.input``, ``core.random_init``, ``core.supervised``,
+``molecular.morgan_forest``; ``selfsup list baseline``) is built and measured by
+the same evaluators on the same splits.
 
-- ``input``: the dataset's own input features (where it has flat ones);
-- ``random_init``: the encoder, untrained;
-- ``supervised``: the encoder trained end to end on the labelled train split
-  (:func:`selfsup.evaluators.finetune.train_supervised`), then frozen;
-- ``mean``: a constant encoder, so every probe predicts the train-set mean
-  (regression) or the majority class (classification);
-- ``encoder:<key>``: a registered encoder used as a fixed feature extractor
-  (a plugin's fingerprints or hand-made descriptors), untrained.
+A row that does not apply (:class:`~selfsup.errors.NotApplicable`, or components
+whose modalities, faces or task kinds do not meet) is *skipped* with its reason;
+any other exception is a *failure*: the row is reported with its error, the other
+rows still run, and ``selfsup bench`` exits with status 1.
 
 With no plugin benchmark installed, core's own ``core.digits`` benchmark runs.
 Results go to ``results.json``, ``results.md`` and ``results.png``.
@@ -28,12 +27,9 @@ from math import nan
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from selfsup.components import BenchmarkSpec, EvalContext, SSLDataset
+from selfsup.components import BaselineContext, BaselineSpec, BenchmarkSpec, PretextSpec
 from selfsup.config import Component, Experiment
-from selfsup.errors import ConfigError
+from selfsup.errors import IncompatibleError, NotApplicable
 from selfsup.plugins import KNOWN_PLUGINS, Registry, get_registry
 
 
@@ -42,7 +38,8 @@ def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-BASELINES = ("input", "random_init", "supervised", "mean", "encoder:<key>")
+#: What a row that does not apply raises; everything else is a failure.
+DOES_NOT_APPLY = (NotApplicable, IncompatibleError)
 
 
 @dataclass
@@ -58,13 +55,19 @@ class Row:
 @dataclass
 class BenchResult:
     rows: list[Row] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "benchmark / row: reason"
+    failed: list[str] = field(default_factory=list)  # "benchmark / row: ErrorType: message"
     missing_plugins: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rows": [row.__dict__ for row in self.rows],
             "skipped": self.skipped,
+            "failed": self.failed,
             "missing_plugins": self.missing_plugins,
         }
 
@@ -88,7 +91,6 @@ def run_bench(
     pretexts: Sequence[str] | None = None,
     baselines: Sequence[str] | None = None,
     evaluators: Sequence[str] | None = None,
-    supervised_epochs: int = 60,
 ) -> BenchResult:
     """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``."""
     registry = registry or get_registry()
@@ -99,8 +101,7 @@ def run_bench(
     result.missing_plugins = [d for n, d in KNOWN_PLUGINS.items() if n not in installed]
     for spec in select_benchmarks(registry, benchmarks):
         _run_one(spec, out, registry, result, steps=steps, seeds=seeds, gpu=gpu,
-                 pretexts=pretexts, baselines=baselines, evaluators=evaluators,
-                 supervised_epochs=supervised_epochs)
+                 pretexts=pretexts, baselines=baselines, evaluators=evaluators)
         write_results(result, out)  # after each benchmark, so a later failure loses nothing
     write_results(result, out)
     return result
@@ -115,7 +116,7 @@ def write_results(result: BenchResult, out: Path) -> None:
 def _run_one(
     spec: BenchmarkSpec, out: Path, registry: Registry, result: BenchResult, *,
     steps: int | None, seeds: Sequence[int], gpu: bool, pretexts: Sequence[str] | None,
-    baselines: Sequence[str] | None, evaluators: Sequence[str] | None, supervised_epochs: int,
+    baselines: Sequence[str] | None, evaluators: Sequence[str] | None,
 ) -> None:
     from selfsup.runner import build, eval_context, evaluate, resolve_device, run_experiment
 
@@ -141,101 +142,96 @@ def _run_one(
     device = resolve_device(str(training.get("device", "auto")))
     ctx = eval_context(base, built, device)
 
+    def attempt(row: str, work: Any) -> Any:
+        """Run one row; record a skip (does not apply) or a failure (anything else)."""
+        try:
+            return work()
+        except DOES_NOT_APPLY as exc:
+            result.skipped.append(f"{spec.name} / {row}: {exc}")
+            _say(f"{spec.name}: skipped {row}: {exc}")
+        except Exception as exc:  # one crashing row must not cost the rest of the table
+            result.failed.append(f"{spec.name} / {row}: {type(exc).__name__}: {exc}")
+            _say(f"{spec.name}: FAILED {row}: {type(exc).__name__}: {exc}")
+        return None
+
     for key in pretexts or spec.pretexts:
         if key not in spec.pretexts:
             continue
-        pretext_encoder = (Component(spec.pretext_encoders[key])
-                           if key in spec.pretext_encoders else base.encoder)
-        exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}",
-                            "encoder": pretext_encoder,
+        encoder = attempt(key, lambda k=key: pretext_encoder(spec, registry.get("pretext", k),
+                                                             registry))
+        if encoder is None:
+            continue
+        enc_comp = (base.encoder if encoder == spec.encoder else Component(encoder))
+        exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}", "encoder": enc_comp,
                             "pretext": Component(key, dict(spec.pretext_options.get(key, {})))})
         t0 = time.perf_counter()
         _say(f"{spec.name}: pretraining {key} for {training.get('steps')} steps, then evaluating")
-        try:
-            run = run_experiment(exp, out / spec.name / key, registry, dataset=dataset)
-        except (ConfigError, ValueError, RuntimeError) as exc:
-            result.skipped.append(f"{spec.name} / {key}: {exc}")
-            _say(f"{spec.name}: skipped {key}: {exc}")
+        run = attempt(key, lambda e=exp, k=key: run_experiment(e, out / spec.name / k, registry,
+                                                                 dataset=dataset))
+        if run is None:
             continue
         result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
                                time.perf_counter() - t0,
                                note=f"final loss {run['train'].get('final_loss', nan):.4f}"
-                               + (f"; encoder {pretext_encoder.name}"
-                                  if pretext_encoder is not base.encoder else "")))
+                               + (f"; encoder {encoder}" if encoder != spec.encoder else "")))
 
-    for name in baselines or spec.baselines:
-        if name not in spec.baselines:
+    context = BaselineContext(encoder_factory=ctx.encoder_factory, eval=ctx,  # type: ignore[arg-type]
+                              seed=ctx.seeds[0])
+    for key in baselines or spec.baselines:
+        if key not in spec.baselines:
             continue
         t0 = time.perf_counter()
-        _say(f"{spec.name}: baseline {name}")
-        try:
-            encoder = _baseline_encoder(name, spec, built, ctx, supervised_epochs)
-            if isinstance(encoder, str):
-                raise ValueError(encoder)
-            metrics = evaluate(encoder.to(device), built, ctx)
-        except (ConfigError, ValueError, RuntimeError, TypeError) as exc:
-            # one baseline that does not apply must not cost the rest of the table
-            result.skipped.append(f"{spec.name} / baseline {name}: {exc}")
-            _say(f"{spec.name}: skipped baseline {name}: {exc}")
-            continue
-        result.rows.append(Row(spec.name, f"baseline:{name}", "baseline", metrics,
-                               time.perf_counter() - t0))
+        _say(f"{spec.name}: baseline {key}")
+
+        def measure(k: str = key) -> dict[str, float]:
+            bspec: BaselineSpec = registry.get("baseline", k)
+            check_baseline(bspec, built, registry)
+            model = bspec.build(dataset, context, **dict(spec.baseline_options.get(k, {})))
+            return evaluate(model.to(device), built, ctx)
+
+        metrics = attempt(f"baseline {key}", measure)
+        if metrics is not None:
+            result.rows.append(Row(spec.name, f"baseline:{key}", "baseline", metrics,
+                                   time.perf_counter() - t0))
 
 
-def _baseline_encoder(
-    name: str, spec: BenchmarkSpec, built: Any, ctx: EvalContext, epochs: int
-) -> nn.Module | str:
-    """The baseline's encoder, or a string saying why it does not apply."""
-    if name == "input":
-        return InputFeatures.for_dataset(built.dataset)
-    if name == "mean":
-        return Constant(built.dataset)
-    if name.startswith("encoder:"):
-        return built.registry.get("encoder", name.split(":", 1)[1]).build(built.dataset)
-    assert ctx.encoder_factory is not None  # eval_context always sets it
-    if name == "random_init":
-        return ctx.encoder_factory()
-    if name == "supervised":
-        if built.dataset.task.kind not in ("classification", "regression"):
-            return f"dataset task is {built.dataset.task.kind!r}; no supervised encoder"
-        from selfsup.evaluators.finetune import train_supervised
+def pretext_encoder(spec: BenchmarkSpec, pretext: PretextSpec, registry: Registry) -> str:
+    """The encoder a benchmark trains ``pretext`` with.
 
-        return train_supervised(ctx.encoder_factory(), built.dataset, ctx, epochs=epochs,
-                                lr=1e-3, weight_decay=1e-4, batch_size=128, seed=ctx.seeds[0])
-    return f"unknown baseline {name!r}; baselines are {list(BASELINES)}"
-
-
-class Constant(nn.Module):
-    """A one-dimensional constant 'encoder': the train-set mean / majority-class baseline."""
-
-    embed_dim = 1
-
-    def __init__(self, dataset: SSLDataset) -> None:
-        super().__init__()
-        self.dataset = dataset
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        return torch.zeros(self.dataset.batch_rows(batch), 1)
+    The benchmark's own encoder when it offers the pretext's face; otherwise the one
+    encoder registered by the pretext's plugin that offers the face for the dataset's
+    modality (a pretext that needs its own architecture, such as C-BSN's network).
+    """
+    if registry.get("encoder", spec.encoder).offers(pretext.face):
+        return spec.encoder
+    modality = registry.get("dataset", spec.dataset).modality
+    owner = registry.owner("pretext", pretext.name).name
+    own = [e.name for e in registry.specs("encoder") if e.offers(pretext.face)
+           and e.accepts(modality) and registry.owner("encoder", e.name).name == owner]
+    if len(own) == 1:
+        return own[0]
+    raise IncompatibleError(
+        f"pretext {pretext.name!r} trains the {pretext.face!r} face, which the benchmark's "
+        f"encoder {spec.encoder!r} does not offer, and its plugin registers "
+        + (f"several encoders that do ({', '.join(own)})" if own else "no encoder that does")
+    )
 
 
-class InputFeatures(nn.Module):
-    """The dataset's flat input features as an 'encoder': the input-features baseline."""
-
-    def __init__(self, dataset: SSLDataset) -> None:
-        super().__init__()
-        self.dataset = dataset
-        batch, _, _ = next(dataset.labelled_batches(dataset.splits[0], batch_size=2))
-        self.embed_dim = int(self(batch).shape[1])
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        z = self.dataset.input_features(batch).float()
-        return z.reshape(z.shape[0], -1)
-
-    @staticmethod
-    def for_dataset(dataset: SSLDataset) -> nn.Module | str:
-        if type(dataset).input_features is SSLDataset.input_features:
-            return f"dataset {dataset.name!r} has no flat input features"
-        return InputFeatures(dataset)
+def check_baseline(spec: BaselineSpec, built: Any, registry: Registry) -> None:
+    """Refuse a baseline whose modality, faces or task kinds do not meet the benchmark's."""
+    dataset = built.dataset
+    if not spec.accepts(dataset.modality):
+        raise IncompatibleError(f"baseline {spec.name!r} accepts {list(spec.modalities)}, not "
+                                f"{dataset.modality!r}")
+    if "*" not in spec.task_kinds and dataset.task.kind not in spec.task_kinds:
+        raise IncompatibleError(f"baseline {spec.name!r} needs labels of kind "
+                                f"{list(spec.task_kinds)}; dataset {dataset.name!r} has "
+                                f"{dataset.task.kind!r}")
+    for name in built.evaluators:
+        face = registry.get("evaluator", name).face
+        if not spec.offers(face):
+            raise IncompatibleError(f"baseline {spec.name!r} offers {list(spec.faces)}, and "
+                                    f"evaluator {name!r} reads {face!r}")
 
 
 def _fmt(metrics: dict[str, float], key: str) -> str:
@@ -271,8 +267,11 @@ def markdown_table(result: BenchResult) -> str:
             cells = [_fmt(r.metrics, k) for k in keys]
             lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.seconds:.1f} |")
         lines.append("")
+    if result.failed:
+        lines += ["Failed (a bug to fix, not a result):", ""]
+        lines += [f"- {s}" for s in result.failed] + [""]
     if result.skipped:
-        lines += ["Skipped:", ""] + [f"- {s}" for s in result.skipped] + [""]
+        lines += ["Skipped (does not apply):", ""] + [f"- {s}" for s in result.skipped] + [""]
     if result.missing_plugins:
         lines.append("Plugins not installed: " + ", ".join(result.missing_plugins))
     return "\n".join(lines) + "\n"

@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from selfsup.errors import CheckpointError
+from selfsup.rundir import atomic_path
 from selfsup.seeding import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -36,11 +38,6 @@ STATE_FORMAT = 1
 TEST_DELAY_ENV = "SELFSUP_TEST_CHECKPOINT_DELAY_S"
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
-_TMP_MARK = ".tmp-"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but none can be loaded."""
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -69,20 +66,12 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep: int = 2) -> Path:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(directory)
-    tmp = directory / f".{path.name}{_TMP_MARK}{os.getpid()}"
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
         delay = os.environ.get(TEST_DELAY_ENV)
         if delay:
             time.sleep(float(delay))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
     if _NAME.match(path.name):
         for old in list_checkpoints(directory)[keep:]:
             old.unlink(missing_ok=True)
@@ -135,7 +124,8 @@ def latest_valid_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | No
         raise CheckpointError(
             f"no checkpoint in {directory} can be loaded:\n  "
             + "\n  ".join(failures)
-            + "\nMove the directory away to start the run afresh."
+            + f"\nNothing was loaded or deleted. Move {str(directory)!r} away to start the "
+            "run afresh, or restore a good checkpoint into it"
         )
     return None
 
@@ -210,18 +200,5 @@ def _remove_stale_temporaries(directory: Path) -> None:
     # Left by a process killed mid-save; only the main process writes here, so a
     # temporary file that exists now belongs to a dead writer.
     for p in directory.iterdir():
-        if p.name.startswith(".step-") and _TMP_MARK in p.name:
+        if p.name.startswith(".step-") and ".tmp-" in p.name:
             p.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -7,7 +7,6 @@ commands import what they need when they run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 from selfsup import __version__
 from selfsup.errors import SelfsupError
 
-KINDS = ("dataset", "encoder", "pretext", "evaluator", "benchmark")
+KINDS = ("dataset", "encoder", "pretext", "evaluator", "baseline", "benchmark")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="registered components of one kind")
     ls.add_argument("kind", choices=KINDS)
+    ls.add_argument("--verbose", "-v", action="store_true",
+                    help="also each component's options, faces and task kinds")
+
+    show = sub.add_parser("show", help="one component: what it is, its options and defaults")
+    show.add_argument("key", help="registry key, e.g. core.simclr")
 
     def experiment_args(sp: argparse.ArgumentParser, config_required: bool) -> None:
         sp.add_argument("config", nargs=None if config_required else "?", type=Path,
@@ -122,7 +126,76 @@ def cmd_list(args: argparse.Namespace) -> int:
     for spec in reg.specs(args.kind):
         mods = ",".join(getattr(spec, "modalities", ())) or spec.dataset
         print(f"{spec.name:28s} [{mods}] {spec.summary}")
+        if args.verbose:
+            for line in describe(spec):
+                print(f"    {line}")
     return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    found = [(kind, reg.get(kind, args.key)) for kind in KINDS if args.key in reg.keys(kind)]
+    if not found:
+        from selfsup.errors import UnknownKeyError
+
+        everything = sorted(k for kind in KINDS for k in reg.keys(kind))
+        import difflib
+
+        close = difflib.get_close_matches(args.key, everything, n=3)
+        raise UnknownKeyError(f"no component is registered as {args.key!r}"
+                              + (f"; did you mean {', '.join(close)}?" if close else "")
+                              + " ('selfsup list KIND' lists them)")
+    for kind, spec in found:
+        owner = reg.owner(kind, spec.name)
+        print(f"{spec.name}  ({kind}, from {owner.distribution} {owner.version})")
+        print(f"    {spec.summary}")
+        for line in describe(spec):
+            print(f"    {line}")
+    return 0
+
+
+def describe(spec: Any) -> list[str]:
+    """Lines describing a spec's faces, task kinds and options (with defaults)."""
+    from dataclasses import asdict, is_dataclass
+
+    lines = []
+    for attr in ("modality", "faces", "face", "needs_views", "task_kinds", "offline"):
+        if hasattr(spec, attr):
+            lines.append(f"{attr}: {getattr(spec, attr)}")
+    if getattr(spec, "views", None):
+        lines.append(f"views: {dict(spec.views)}  (set in [dataset.views])")
+    options = dict(getattr(spec, "options", {}) or {})
+    documented = _documented_options(spec)
+    for name, default, _ in documented:
+        options.setdefault(name, default)
+    docs = {name: doc for name, _, doc in documented}
+    for name, value in options.items():
+        lines.append(f"option {name} = {value!r}" + (f"  # {docs[name]}" if docs.get(name) else ""))
+    if is_dataclass(spec) and not isinstance(spec, type) and not hasattr(spec, "factory"):
+        for key, value in asdict(spec).items():
+            if key not in ("name", "summary"):
+                lines.append(f"{key}: {value}")
+    return lines
+
+
+def _documented_options(spec: Any) -> list[tuple[str, Any, str]]:
+    """The options dataclass of a component's factory module (``*Config``), if it has one."""
+    factory = getattr(spec, "factory", None)
+    if not isinstance(factory, str):
+        return []
+    import dataclasses
+    import importlib
+
+    from selfsup.options import describe_options
+
+    try:
+        module = importlib.import_module(factory.partition(":")[0])
+    except ImportError:
+        return []
+    configs = [obj for name, obj in vars(module).items() if name.endswith("Config")
+               and isinstance(obj, type) and dataclasses.is_dataclass(obj)
+               and obj.__module__ == module.__name__]
+    return describe_options(configs[0]) if len(configs) == 1 else []
 
 
 def _experiment(args: argparse.Namespace, require_pretext: bool) -> Any:
@@ -173,14 +246,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     reg = _registry(args)
     from selfsup.config import Component
+    from selfsup.rundir import append_eval
     from selfsup.runner import eval_context, evaluate, load_exported, resolve_device
 
     exp, built = load_exported(args.run_dir, reg, evaluators=[Component(e) for e in args.evaluator])
     exp.evaluation["seeds"] = _seeds(args.seeds)
     device = resolve_device(str(exp.training.get("device", "auto")))
     metrics = evaluate(built.encoder.to(device), built, eval_context(exp, built, device))
-    with open(Path(args.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"phase": "evaluate", **metrics}) + "\n")
+    append_eval(args.run_dir, metrics, evaluators=list(args.evaluator),
+                seeds=exp.evaluation["seeds"])
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value:.4f}")
     return 0
@@ -198,12 +272,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(markdown_table(result))
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "
           f"{args.out / 'results.png'}")
+    if not result.ok:
+        print(f"selfsup: error: {len(result.failed)} row(s) failed (listed under 'Failed' in "
+              f"{args.out / 'results.md'})", file=sys.stderr)
+        return 1
     return 0
 
 
 COMMANDS = {
     "plugins": cmd_plugins,
     "list": cmd_list,
+    "show": cmd_show,
     "run": cmd_run,
     "pretrain": cmd_run,
     "evaluate": cmd_evaluate,
@@ -224,11 +303,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         os.environ.setdefault("SELFSUP_DEBUG", "1")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (``selfsup plugins | head``): stop writing, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print("selfsup: output closed by the reader (broken pipe); nothing else was lost",
+              file=sys.stderr)
+        return 2
     except SelfsupError as exc:
         if args.debug:
             raise
-        print(f"selfsup: error: {exc}", file=sys.stderr)
+        print(f"selfsup: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, FileNotFoundError) as exc:
         if args.debug:
@@ -240,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("selfsup: interrupted; an existing run folder resumes from its last checkpoint",
               file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error on one line (a multi-line message is joined with '; ')."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ These classes are the contract between the core and the plugins. A plugin builds
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,25 +17,61 @@ if TYPE_CHECKING:  # torch is imported where it is used, not at plugin registrat
     import torch
     from torch import nn
 
-#: The modality vocabulary. A component declares the modalities it accepts; the
-#: runner refuses a combination whose modalities do not meet.
-MODALITIES: tuple[str, ...] = (
-    "vector",  # flat feature vectors (core's built-in digits)
-    "image2d",
-    "volume3d",
-    "kspace",  # complex MRI k-space
-    "graph.node",  # one graph, one embedding per node
-    "graph.graph",  # many graphs, one embedding per graph
-    "spectrogram",
-    "waveform",
-    "pointcloud",
-    "smiles",
-    "sar_slc",  # complex single-look SAR
+#: The common modalities, named by core. Modalities are open: any plugin may introduce
+#: its own as a namespaced string (``audio.mel``, ``timeseries.1d``, ``sar.slc``); the
+#: runner only checks that a dataset's modality is one its components accept.
+VECTOR = "vector"  # flat feature vectors (core's built-in digits)
+IMAGE2D = "image2d"  # [C, H, W]
+VOLUME3D = "volume3d"  # [C, D, H, W]
+KSPACE = "kspace"  # complex MRI k-space
+GRAPH_NODE = "graph.node"  # one graph, one embedding per node
+GRAPH_GRAPH = "graph.graph"  # many graphs, one embedding per graph
+SMILES = "smiles"  # molecules as SMILES strings
+COMMON_MODALITIES: tuple[str, ...] = (
+    VECTOR, IMAGE2D, VOLUME3D, KSPACE, GRAPH_NODE, GRAPH_GRAPH, SMILES,
 )
-
 ANY_MODALITY = "*"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_]*)*$")
 
-TaskKind = Literal["classification", "regression", "dense", "segmentation", "none"]
+#: The faces an encoder can offer, and the method of the module that gives each.
+#: ``forward(batch)`` returns the encoder's first declared face.
+EMBEDDING = "embedding"  # embed(batch) -> [B, D]
+TOKENS = "tokens"  # tokens(batch) -> Tokens(states [B, T, D], mask [B, T])
+DENSE = "dense"  # dense(batch) -> one output per input element (see below)
+FACES: dict[str, str] = {EMBEDDING: "embed", TOKENS: "tokens", DENSE: "dense"}
+
+
+def check_name(what: str, value: object) -> str:
+    """A modality or face name: a core one, or a lowercase namespaced string."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid name; use a lowercase, dot-namespaced string "
+            f"such as 'audio.mel' (core names: {', '.join(COMMON_MODALITIES)})"
+        )
+    return value
+
+
+@dataclass
+class Tokens:
+    """The ``tokens`` face: per-token states and which tokens are real.
+
+    ``states`` is ``[B, T, D]`` (sequence tokens, spectrogram or point patches, the
+    nodes of each graph); ``mask`` is ``[B, T]`` bool, True where a token is real and
+    False on padding. :meth:`flat` gives the real tokens as rows ``[N, D]``, in order
+    (sample by sample), e.g. the nodes of a PyG batch in its node order.
+    """
+
+    states: torch.Tensor
+    mask: torch.Tensor
+
+    def flat(self) -> torch.Tensor:
+        return self.states[self.mask]
+
+
+TaskKind = Literal["classification", "multilabel", "regression", "dense", "segmentation", "none"]
+TASK_KINDS: tuple[str, ...] = (
+    "classification", "multilabel", "regression", "dense", "segmentation", "none",
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +79,15 @@ class TaskSpec:
     """The supervised task that a dataset's labels define."""
 
     kind: TaskKind
-    n_classes: int | None = None  # classification and segmentation
+    #: classes (classification, segmentation) or labels per sample (multilabel)
+    n_classes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind in ("classification", "segmentation") and not self.n_classes:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"TaskSpec.kind={self.kind!r} is not one of {list(TASK_KINDS)}")
+        if self.kind in ("classification", "segmentation", "multilabel") and (
+            not isinstance(self.n_classes, int) or self.n_classes < 2
+        ):
             raise ValueError(f"TaskSpec(kind={self.kind!r}) needs n_classes >= 2")
 
 
@@ -60,10 +102,16 @@ class SSLDataset:
     Stochastic views are applied to a collated batch in the training process by
     :meth:`augment`, with the generator the trainer passes in, so a resumed run
     draws the same views as an uninterrupted one whatever the worker count.
+
+    ``name``, ``modality`` and ``offline`` are declared on the :class:`DatasetSpec`
+    and set on the dataset when the registry builds it; a dataset class does not
+    repeat them. Labelled splits are named ``train``, ``val`` and ``test``: core's
+    evaluators fit on ``train``, choose hyper-parameters on ``val`` (carving one out
+    of ``train`` when it is missing) and report ``test``.
     """
 
     name: str = "unnamed"
-    modality: str = "vector"
+    modality: str = VECTOR
     task: TaskSpec = TaskSpec("none")
     offline: bool = True
     #: labelled splits this dataset provides, in order
@@ -213,7 +261,9 @@ class PretextTask:  # mixed into nn.Module by pretext implementations
     ``encoder`` is the module exported after pretraining.
     """
 
-    encoder: nn.Module
+    #: the nn.Module being trained; typed Any because its face methods (``embed``,
+    #: ``tokens``, ``dense``) are declared on its EncoderSpec, not on nn.Module
+    encoder: Any
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (EMA teachers, queues). Default: nothing."""
@@ -234,6 +284,16 @@ class EvalContext:
 Evaluator = Callable[["nn.Module", SSLDataset, EvalContext], dict[str, float]]
 
 
+@dataclass
+class BaselineContext:
+    """What a baseline's factory gets beside the dataset (see :class:`BaselineSpec`)."""
+
+    #: builds a fresh, untrained encoder of the benchmark's architecture
+    encoder_factory: Callable[[], nn.Module]
+    eval: EvalContext
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class _Spec:
     name: str  # namespaced key, e.g. "core.simclr"
@@ -243,6 +303,15 @@ class _Spec:
     modalities: tuple[str, ...]
     summary: str
     options: Mapping[str, Any] = field(default_factory=dict)  # documented defaults
+
+    def __post_init__(self) -> None:
+        if isinstance(self.modalities, str):
+            raise TypeError(
+                f"{self.name}: modalities must be a tuple of names, e.g. ({self.modalities!r},)"
+            )
+        for m in self.modalities:
+            if m != ANY_MODALITY:
+                check_name(f"{self.name}: modality", m)
 
     def accepts(self, modality: str) -> bool:
         return ANY_MODALITY in self.modalities or modality in self.modalities
@@ -274,62 +343,154 @@ class _Spec:
         return self.resolve()(*args, **{**self.options, **options})
 
 
+def _check_faces(owner: str, faces: tuple[str, ...]) -> None:
+    if isinstance(faces, str) or not faces:
+        raise TypeError(f"{owner}: faces must be a non-empty tuple, e.g. ('embedding',)")
+    for face in faces:
+        check_name(f"{owner}: face", face)
+
+
 @dataclass(frozen=True)
 class DatasetSpec(_Spec):
-    """``factory(**options) -> SSLDataset``. ``modalities`` has one entry."""
+    """``factory(**options) -> SSLDataset``; ``modalities`` has exactly one entry.
+
+    The spec is where a dataset's modality and offline status are declared: the
+    built dataset gets ``name``, ``modality`` and ``offline`` from it.
+
+    ``views``: the default options of the dataset's stochastic views, declared once
+    here. The factory receives them as ``views={...}`` (updated by a user's
+    ``[dataset.views]`` table); datasets without views leave it empty.
+    """
 
     offline: bool = True
+    views: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.modalities) != 1 or self.modalities[0] == ANY_MODALITY:
+            raise ValueError(f"{self.name}: a dataset has exactly one modality, "
+                             f"got {self.modalities!r}")
+
+    @property
+    def modality(self) -> str:
+        return self.modalities[0]
+
+    def build(self, *args: Any, **options: Any) -> Any:
+        opts = {**self.options, **options}
+        if self.views or "views" in options:
+            given = options.get("views", {})
+            if not isinstance(given, Mapping):
+                raise TypeError(f"{self.name}: views must be a table of view options, "
+                                f"got {given!r}")
+            unknown = sorted(set(given) - set(self.views))
+            if unknown:
+                raise TypeError(
+                    f"{self.name}: unknown view option(s) {unknown}; its views take "
+                    f"{', '.join(self.views) or '(none)'}"
+                )
+            opts["views"] = {**self.views, **given}
+        dataset = self.resolve()(*args, **opts)
+        if isinstance(dataset, SSLDataset):  # the conformance kit reports anything else
+            dataset.name, dataset.modality, dataset.offline = (
+                self.name, self.modality, self.offline)
+        return dataset
 
 
 @dataclass(frozen=True)
 class EncoderSpec(_Spec):
-    """``factory(dataset, **options) -> nn.Module`` with ``embed_dim``.
+    """``factory(dataset, **options) -> nn.Module`` offering ``faces``.
 
-    ``output``: ``"embedding"`` (forward gives ``[B, embed_dim]``) or ``"dense"``
-    (forward gives one output per input element, ``[B, C, *spatial]``: restoration
-    and segmentation models, whose evaluators compare outputs with targets).
+    Each face is a method of the module (:data:`FACES`): ``embed(batch)`` gives
+    ``[B, embed_dim]``; ``tokens(batch)`` a :class:`Tokens` of ``[B, T, embed_dim]``
+    states and a ``[B, T]`` mask; ``dense(batch)`` one output per input element:
+    ``[B, C, H, W]`` for images, ``[B, C, D, H, W]`` for volumes, ``[B, N, C]`` per
+    point, k-space models their image. ``forward(batch)`` returns the first face.
+    The module has an int ``embed_dim`` (the width D of its embeddings or tokens,
+    or the channels C of a dense-only model). A plugin may add a namespaced face
+    (``graph.learned_edges``) that its own pretexts need; it documents the methods.
     """
 
-    output: str = "embedding"
+    faces: tuple[str, ...] = (EMBEDDING,)
 
     def __post_init__(self) -> None:
-        if self.output not in ("embedding", "dense"):
-            raise ValueError(f"{self.name}: EncoderSpec.output must be 'embedding' or 'dense', "
-                             f"got {self.output!r}")
+        super().__post_init__()
+        _check_faces(self.name, self.faces)
+
+    def offers(self, face: str) -> bool:
+        return face in self.faces
 
 
 @dataclass(frozen=True)
 class PretextSpec(_Spec):
     """``factory(encoder, dataset, **options) -> PretextTask``.
 
+    ``face``: the encoder face the task trains (:data:`FACES` or a plugin's own);
+    the runner refuses an encoder that does not offer it, naming those that do.
     ``needs_views``: the task calls ``dataset.augment`` (joint-embedding objectives).
-    ``encoders``: the encoder keys the task works with, when it needs a particular
-    architecture (empty: any encoder of a compatible modality).
-    ``encoder_output``: the :attr:`EncoderSpec.output` the task needs (``"embedding"``
-    for joint-embedding objectives, ``"dense"`` for restoration pretexts), or None
-    for either.
     """
 
+    face: str = EMBEDDING
     needs_views: bool = False
-    encoders: tuple[str, ...] = ()
-    encoder_output: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_name(f"{self.name}: face", self.face)
 
 
 @dataclass(frozen=True)
 class EvaluatorSpec(_Spec):
-    """``factory(**options) -> Evaluator``. ``task_kinds``: label kinds it needs."""
+    """``factory(**options) -> Evaluator``.
+
+    ``task_kinds``: label kinds it needs (``"*"``: any). ``face``: the face of the
+    model it evaluates (``"embedding"`` for probes on frozen embeddings, ``"dense"``
+    for restoration and segmentation metrics).
+    """
 
     task_kinds: tuple[str, ...] = ("classification", "regression")
+    face: str = EMBEDDING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_name(f"{self.name}: face", self.face)
+
+
+@dataclass(frozen=True)
+class BaselineSpec(_Spec):
+    """Something to beat, measured by the same evaluators as the pretrained encoders.
+
+    ``factory(dataset, context, **options) -> nn.Module`` offering ``faces`` like an
+    encoder (``embed``/``dense``): input features, a random-init or supervised
+    encoder, or a field's classical method (fingerprints + forest, TV compressed
+    sensing). ``context`` is a :class:`BaselineContext`. ``task_kinds``: the label
+    kinds it needs (``"*"``: any). A baseline that does not apply to a dataset
+    raises :class:`selfsup.errors.NotApplicable` with the reason.
+    """
+
+    faces: tuple[str, ...] = (EMBEDDING,)
+    task_kinds: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_faces(self.name, self.faces)
+
+    def offers(self, face: str) -> bool:
+        return face in self.faces
 
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A plugin's default benchmark for ``selfsup bench``.
 
-    ``train`` is the CPU setting that finishes in minutes; ``gpu_train`` the larger
-    documented setting. Baselines: ``"input"`` (the dataset's input features),
-    ``"random_init"`` (an untrained encoder) and ``"supervised"`` (the encoder
-    trained on the labelled train split), measured by the same evaluators.
+    ``dataset``/``encoder``: registry keys, with ``*_options``. ``pretexts``: the
+    pretext keys to pretrain (each with ``pretext_options[key]``); a pretext whose
+    face the benchmark's encoder does not offer trains the one encoder of the
+    pretext's own plugin that offers it (an error if none or several do).
+    ``evaluators``: evaluator keys, with ``evaluator_options[key]``; the first
+    metric of ``headline`` decides the table's order. ``baselines``: baseline keys
+    (``selfsup list baseline``), with ``baseline_options[key]``, e.g. a smaller
+    ``{"core.supervised": {"epochs": 20}}`` budget. ``train``: fields of
+    :class:`selfsup.trainer.TrainConfig` for the CPU setting (minutes on 2 cores);
+    ``gpu_train``: the larger documented setting (``selfsup bench --gpu``).
     """
 
     name: str
@@ -342,12 +503,22 @@ class BenchmarkSpec:
     encoder_options: Mapping[str, Any] = field(default_factory=dict)
     pretext_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     evaluator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    baselines: tuple[str, ...] = ("input", "random_init", "supervised")
-    #: pretexts that need another encoder than ``encoder`` (``PretextSpec.encoders``):
-    #: pretext key -> encoder key used for that row (with the encoder's own defaults)
-    pretext_encoders: Mapping[str, str] = field(default_factory=dict)
+    baselines: tuple[str, ...] = ("core.input", "core.random_init", "core.supervised")
+    baseline_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     gpu_train: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for fname in ("pretexts", "evaluators", "baselines"):
+            if isinstance(getattr(self, fname), str):
+                raise TypeError(f"{self.name}: BenchmarkSpec.{fname} must be a tuple of keys")
+        for fname, keys in (("pretext_options", self.pretexts),
+                            ("evaluator_options", self.evaluators),
+                            ("baseline_options", self.baselines)):
+            stray = sorted(set(getattr(self, fname)) - set(keys))
+            if stray:
+                raise ValueError(f"{self.name}: BenchmarkSpec.{fname} names {stray}, which "
+                                 f"the benchmark does not run; it runs {list(keys)}")
 
 
 SPEC_KINDS: dict[str, type[Any]] = {
@@ -355,5 +526,6 @@ SPEC_KINDS: dict[str, type[Any]] = {
     "encoder": EncoderSpec,
     "pretext": PretextSpec,
     "evaluator": EvaluatorSpec,
+    "baseline": BaselineSpec,
     "benchmark": BenchmarkSpec,
 }

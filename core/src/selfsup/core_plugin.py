@@ -11,6 +11,9 @@ from typing import Any
 
 from selfsup.components import (
     ANY_MODALITY,
+    EMBEDDING,
+    VECTOR,
+    BaselineSpec,
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
@@ -28,11 +31,12 @@ def register_datasets(register: Register) -> None:
         DatasetSpec(
             "core.digits",
             "selfsup.datasets.digits:build",
-            ("vector",),
+            (VECTOR,),
             "UCI handwritten digits (1,797 8x8 images shipped with scikit-learn) as 64-d "
             "vectors; 10 classes; noise, masking and shift views",
-            options={"seed": 0, "noise_std": 0.1, "mask_prob": 0.2, "shift": 1},
+            options={"seed": 0},
             offline=True,
+            views={"noise_std": 0.1, "mask_prob": 0.2, "shift": 1},
         )
     )
 
@@ -43,9 +47,10 @@ def register_encoders(register: Register) -> None:
         EncoderSpec(
             "core.mlp",
             "selfsup.encoders.mlp:build",
-            ("vector",),
+            (VECTOR,),
             "multilayer perceptron for flat vectors",
             options={"hidden_dims": [256, 256], "embed_dim": 128, "norm": "batch"},
+            faces=(EMBEDDING,),
         )
     )
 
@@ -68,8 +73,8 @@ def register_pretext_tasks(register: Register) -> None:
                 f"selfsup.objectives.{name}:build",
                 (ANY_MODALITY,),
                 summary + "; uses the dataset's views",
+                face=EMBEDDING,
                 needs_views=True,
-                encoder_output="embedding",
             )
         )
     register(
@@ -80,8 +85,8 @@ def register_pretext_tasks(register: Register) -> None:
             "SimSiam with a DirectPred predictor set from the correlation of its inputs "
             "(Tian et al., ICML 2021); uses the dataset's views",
             options={"predictor": "directpred"},
+            face=EMBEDDING,
             needs_views=True,
-            encoder_output="embedding",
         )
     )
 
@@ -108,6 +113,31 @@ def register_evaluators(register: Register) -> None:
                 f"selfsup.evaluators.{name}:build",
                 (ANY_MODALITY,),
                 summary,
+                task_kinds=kinds,
+                face=EMBEDDING,
+            )
+        )
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    for name, summary, kinds, options in (
+        ("input", "the dataset's own flat input features", ("*",), {}),
+        ("random_init", "the benchmark's encoder, untrained", ("*",), {}),
+        ("supervised", "the benchmark's encoder trained end to end on the labelled train "
+         "split with a linear head, then frozen", _CLASSIFY_OR_REGRESS,
+         {"epochs": 60, "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}),
+        ("mean", "a constant: probes predict the train mean / majority class",
+         _CLASSIFY_OR_REGRESS, {}),
+    ):
+        register(
+            BaselineSpec(
+                f"core.{name}",
+                f"selfsup.baselines:build_{name}",
+                (ANY_MODALITY,),
+                summary,
+                options=options,
+                faces=(EMBEDDING,),
                 task_kinds=kinds,
             )
         )

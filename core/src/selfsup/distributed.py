@@ -8,6 +8,23 @@ import torch
 import torch.distributed as dist
 
 
+def resolve_device(want: str) -> torch.device:
+    """The device of ``want`` ("auto", "cpu", "cuda", "cuda:N", "mps") for this process.
+
+    "auto" is CUDA when available, else the CPU; plain "cuda" is this process's GPU
+    under torchrun (``LOCAL_RANK``). Asking for CUDA without it is a ValueError.
+    """
+    import os
+
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={want!r} but CUDA is not available; use 'cpu'")
+    if want == "cuda":  # one GPU per process under torchrun
+        want = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return torch.device(want)
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 

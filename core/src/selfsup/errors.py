@@ -27,4 +27,18 @@ class UnknownKeyError(SelfsupError, KeyError):
 
 
 class IncompatibleError(ConfigError):
-    """Components whose modalities or task kinds do not meet."""
+    """Components whose modalities, faces or task kinds do not meet."""
+
+
+class NotApplicable(SelfsupError):
+    """A documented "does not apply": a baseline or pretext that has nothing to do for
+    this dataset (no flat input features, no labels for a supervised encoder).
+    ``selfsup bench`` reports it as a skipped row; any other exception is a failure."""
+
+
+class RunFolderError(SelfsupError, RuntimeError):
+    """A file of a run folder (a checkpoint, the exported encoder) cannot be used."""
+
+
+class CheckpointError(RunFolderError):
+    """A checkpoint exists but none can be loaded."""

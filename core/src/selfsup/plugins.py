@@ -39,6 +39,7 @@ HOOKS: dict[str, str] = {  # hook name -> component kind it registers
     "register_encoders": "encoder",
     "register_pretext_tasks": "pretext",
     "register_evaluators": "evaluator",
+    "register_baselines": "baseline",
     "register_benchmarks": "benchmark",
 }
 #: namespaces of the plugins this project ships, for "install X" hints

@@ -1,26 +1,19 @@
 """The runner: validate an experiment, pretrain, evaluate, export, summarise.
 
-A run folder holds::
-
-    config.toml          the resolved experiment (defaults filled in)
-    metrics.jsonl        training metrics, then one {"phase": "eval", ...} line
-    checkpoints/         resumable training state (a re-run resumes from it)
-    encoder.safetensors  the exported encoder weights
-    encoder.json         its card: config, plugin versions, data fingerprint, metrics
-    summary.md           a human-readable summary
+What a run folder holds, and how its files are written, is :mod:`selfsup.rundir`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfsup import rundir
 from selfsup.components import (
     ANY_MODALITY,
     EvalContext,
@@ -29,7 +22,7 @@ from selfsup.components import (
     SSLDataset,
 )
 from selfsup.config import Component, Experiment, dump_toml
-from selfsup.errors import ConfigError, IncompatibleError
+from selfsup.errors import ConfigError, IncompatibleError, RunFolderError
 from selfsup.plugins import Registry, get_registry
 
 if TYPE_CHECKING:
@@ -50,37 +43,35 @@ class Built:
     registry: Registry
 
 
+def fitting_encoders(registry: Registry, face: str, modality: str) -> list[str]:
+    """Keys of the registered encoders that offer ``face`` for ``modality``."""
+    return [e.name for e in registry.specs("encoder") if e.offers(face) and e.accepts(modality)]
+
+
 def check_compatible(exp: Experiment, registry: Registry) -> None:
-    """Refuse, before anything is built, components whose modalities do not meet."""
-    data_spec = registry.get("dataset", exp.dataset.name)
-    modality = data_spec.modalities[0]
+    """Refuse, before anything is built, components whose modalities or faces do not meet."""
+    modality = registry.get("dataset", exp.dataset.name).modality
+    encoder = registry.get("encoder", exp.encoder.name)
     checks = [("encoder", exp.encoder.name)]
     if exp.pretext is not None:
         checks.append(("pretext", exp.pretext.name))
     checks += [("evaluator", e.name) for e in exp.evaluators]
     for kind, key in checks:
         spec = registry.get(kind, key)
-        if kind == "pretext" and spec.encoder_output:
-            output = registry.get("encoder", exp.encoder.name).output
-            if output != spec.encoder_output:
-                fitting = [e.name for e in registry.specs("encoder")
-                           if e.output == spec.encoder_output and e.accepts(modality)]
-                raise IncompatibleError(
-                    f"pretext {key!r} trains a model with {spec.encoder_output} output, but "
-                    f"encoder {exp.encoder.name!r} gives {output} output; encoders that fit: "
-                    f"{', '.join(fitting) if fitting else '(none installed)'}"
-                )
-        if kind == "pretext" and spec.encoders and exp.encoder.name not in spec.encoders:
-            raise IncompatibleError(
-                f"pretext {key!r} works only with the encoder(s) {list(spec.encoders)}, not "
-                f"{exp.encoder.name!r}; set encoder = {spec.encoders[0]!r}"
-            )
         if not spec.accepts(modality):
             choices = [s.name for s in registry.specs(kind) if s.accepts(modality)]
             raise IncompatibleError(
                 f"{kind} {key!r} accepts {list(spec.modalities)}, but dataset "
                 f"{exp.dataset.name!r} is {modality!r}. Compatible {kind}s: "
                 f"{', '.join(choices) if choices else '(none installed)'}"
+            )
+        if kind in ("pretext", "evaluator") and not encoder.offers(spec.face):
+            fitting = fitting_encoders(registry, spec.face, modality)
+            verb = "trains" if kind == "pretext" else "reads"
+            raise IncompatibleError(
+                f"{kind} {key!r} {verb} the {spec.face!r} face, and encoder "
+                f"{encoder.name!r} offers {list(encoder.faces)}; {modality} encoders that "
+                f"offer {spec.face!r}: {', '.join(fitting) if fitting else '(none installed)'}"
             )
 
 
@@ -176,11 +167,10 @@ def online_knn(built: Built, device: str) -> Any:
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    """The device name for ``device`` in this process (see :func:`distributed.resolve_device`)."""
+    from selfsup.distributed import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 def run_experiment(
@@ -207,7 +197,7 @@ def run_experiment(
     if main:
         check_resumable(run_dir, resolved)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(run_dir / "config.toml", dump_toml(resolved))
+        rundir.atomic_write_text(run_dir / rundir.CONFIG, dump_toml(resolved))
     t0 = time.perf_counter()
     train_info: dict[str, Any] = {}
     if built.task is not None:
@@ -229,10 +219,10 @@ def run_experiment(
     out = {"name": exp.name, "metrics": metrics, "train": train_info,
            "seconds": time.perf_counter() - t0}
     if main:
-        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"phase": "eval", **metrics}) + "\n")
+        rundir.append_eval(run_dir, metrics, evaluators=[e.name for e in exp.evaluators])
         export_encoder(encoder, run_dir, resolved, built, metrics)
-        _atomic_write(run_dir / "summary.md", summary_markdown(exp, train_info, metrics))
+        rundir.atomic_write_text(run_dir / rundir.SUMMARY,
+                                 summary_markdown(exp, train_info, metrics))
     return out
 
 
@@ -258,8 +248,8 @@ def check_resumable(run_dir: Path, resolved: Mapping[str, Any]) -> None:
     from selfsup.checkpoint import list_checkpoints
     from selfsup.trainer import RESUMABLE_CHANGES
 
-    saved_file = run_dir / "config.toml"
-    if not saved_file.is_file() or not list_checkpoints(run_dir / "checkpoints"):
+    saved_file = run_dir / rundir.CONFIG
+    if not saved_file.is_file() or not list_checkpoints(run_dir / rundir.CHECKPOINTS):
         return
     sections = ("seed", "dataset", "encoder", "pretext", "training")
     new = _flatten({k: v for k, v in config.tomllib.loads(dump_toml(resolved)).items()
@@ -274,7 +264,7 @@ def check_resumable(run_dir: Path, resolved: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"run folder {str(run_dir)!r} holds checkpoints of another experiment (changed: "
             f"{', '.join(changed)}); resuming would continue that run. Use a new run folder, "
-            f"or delete {str(run_dir / 'checkpoints')!r} to start this one from scratch"
+            f"or delete {str(run_dir / rundir.CHECKPOINTS)!r} to start this one from scratch"
         )
 
 
@@ -285,10 +275,9 @@ def export_encoder(
     """Write ``encoder.safetensors`` and its JSON card; returns the weights path."""
     from safetensors.torch import save_model
 
-    weights = run_dir / "encoder.safetensors"
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_model(encoder.cpu(), str(tmp))
-    _fsync_replace(tmp, weights)
+    weights = run_dir / rundir.ENCODER_WEIGHTS
+    with rundir.atomic_path(weights) as tmp:
+        save_model(encoder.cpu(), str(tmp))
     card = {
         "format": CARD_FORMAT,
         "encoder": config["encoder"],
@@ -301,7 +290,8 @@ def export_encoder(
         "metrics": dict(metrics),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _atomic_write(run_dir / "encoder.json", json.dumps(card, indent=2, sort_keys=True))
+    rundir.atomic_write_text(run_dir / rundir.ENCODER_CARD,
+                             json.dumps(card, indent=2, sort_keys=True))
     return weights
 
 
@@ -319,20 +309,65 @@ def load_exported(
     from selfsup.config import parse_experiment
 
     run_dir = Path(run_dir)
-    card_path = run_dir / "encoder.json"
+    card_path = run_dir / rundir.ENCODER_CARD
+    weights = run_dir / rundir.ENCODER_WEIGHTS
     if not card_path.is_file():
         raise ConfigError(f"{run_dir} holds no exported encoder (encoder.json); run pretrain first")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("format") != CARD_FORMAT:
-        raise ConfigError(f"{card_path}: format {card.get('format')!r}, expected {CARD_FORMAT!r}")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{card_path} is not a JSON encoder card ({exc}); re-export it "
+                             "with 'selfsup pretrain --run-dir' on the run folder") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise ConfigError(f"{card_path}: format {found!r}, expected {CARD_FORMAT!r}")
     raw = dict(card["config"])
     raw.pop("pretext", None)
     exp = parse_experiment(raw, require_pretext=False)
     if evaluators is not None:
         exp.evaluators = evaluators
+    if not weights.is_file():
+        raise RunFolderError(f"{weights} is missing; the card {card_path} has no weights beside "
+                             "it. Re-export with 'selfsup pretrain --run-dir' on the run folder")
+    header_error = _safetensors_problem(weights)
+    if header_error:
+        raise RunFolderError(
+            f"{weights} is not a safetensors file ({header_error}); nothing was loaded or "
+            "executed. Re-export the encoder with 'selfsup pretrain --run-dir' on the run folder"
+        )
     built = build(exp, registry)
-    load_model(built.encoder, str(run_dir / "encoder.safetensors"))
+    try:
+        load_model(built.encoder, str(weights))
+    except RuntimeError as exc:  # shapes or names that do not match the rebuilt encoder
+        first = str(exc).strip().splitlines()[0]
+        raise RunFolderError(f"{weights} does not fit encoder {exp.encoder.name!r}: {first}; "
+                             "was the card edited, or a plugin upgraded since?") from None
     return exp, built
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a safetensors file (read from its header alone), or None.
+
+    The format is an 8-byte little-endian header length, then that many bytes of JSON.
+    Checking this first turns a pickle or a truncated file into one clear sentence
+    instead of a parser error, and reads no tensor data.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than a safetensors header"
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > 100_000_000:
+            kind = "a pickle" if head[:1] == b"\x80" or head[:2] == b"PK" else "not one"
+            return f"its header length {n} does not fit the file's {size} bytes; it is {kind}"
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, UnicodeDecodeError):
+            return "its header is not JSON"
+    return None if isinstance(header, dict) else "its header is not a JSON object"
 
 
 def summary_markdown(
@@ -354,18 +389,3 @@ def summary_markdown(
     lines += ["", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    _fsync_replace(tmp, path)
-
-
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -8,13 +8,16 @@ Call it from a plugin's test suite::
         check_plugin("graph", dataset_options={"graph.sbm": {"n_nodes": 200}})
 
 It loads the plugin through its entry point in strict mode and checks that every
-component it registers honours the contracts of :mod:`selfsup.components`:
-namespaced keys, resolvable factories, known modalities; datasets that build,
-collate, give deterministic and stochastic views; encoders whose output is
-``[B, embed_dim]`` and finite; pretext tasks whose loss is a finite scalar that
-sends gradients into the encoder; evaluators that build; benchmarks that name
-registered, compatible components. Failures raise :class:`ConformanceError`
-naming the component and what is wrong.
+component it registers honours the contracts of :mod:`selfsup.api`: namespaced
+keys, resolvable factories, valid modality and face names; datasets that build,
+collate, and give deterministic, stochastic views of the batch's own structure and
+shapes; encoders whose every declared face (``embed``, ``tokens``, ``dense``) has
+the documented shape, is finite, and whose ``forward`` is the first face; pretext
+tasks (the plugin's own, and core's SimCLR and Barlow Twins on every dataset with
+views) whose loss is a finite scalar that sends gradients into the encoder;
+evaluators and baselines that resolve; benchmarks that name registered components
+whose modalities and faces meet. Failures raise :class:`ConformanceError` naming
+the component and what is wrong.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from selfsup.components import (
-    ANY_MODALITY,
-    MODALITIES,
+    EMBEDDING,
+    FACES,
+    TOKENS,
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
@@ -77,6 +81,10 @@ def check_dataset(spec: DatasetSpec, **options: Any) -> SSLDataset:
         if type(views[0]) is not type(batch):
             _fail(spec.name, f"augment() returns {type(views[0]).__name__}, "
                              f"the batch is {type(batch).__name__}")
+        problem = _structure_mismatch(batch, views[0])
+        if problem:
+            _fail(spec.name, f"augment() changes the batch: {problem}; a view must keep the "
+                             "batch's structure, dtypes and shapes (the encoder reads both)")
         if not _same(views[0], views[1]):
             _fail(spec.name, "augment() with equal generator seeds gave different views")
         if _same(views[0], views[2]):
@@ -85,31 +93,67 @@ def check_dataset(spec: DatasetSpec, **options: Any) -> SSLDataset:
 
 
 def check_encoder(spec: EncoderSpec, dataset: SSLDataset, **options: Any) -> Any:
-    """Build the encoder for ``dataset`` and check a forward pass."""
+    """Build the encoder for ``dataset`` and check every face it declares."""
     import torch
 
     enc = spec.build(dataset, **options)
     dim = getattr(enc, "embed_dim", None)
     if not isinstance(dim, int) or dim < 1:
-        _fail(spec.name, f"encoder has embed_dim={dim!r}; it must be a positive int")
+        raise ConformanceError(f"{spec.name}: encoder has embed_dim={dim!r}; it must be a "
+                               "positive int")
     enc.eval()
     batch = first_batch(dataset)
+    outputs = {}
     with torch.no_grad():
-        z = enc(batch)
-    if spec.output == "dense":
-        rows = dataset.batch_rows(batch)
-        if not isinstance(z, torch.Tensor) or z.ndim < 3 or z.shape[0] != rows:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            _fail(spec.name, f"a dense model must return [B={rows}, C, *spatial], got {shape}")
-        if not torch.isfinite(z).all():
-            _fail(spec.name, "forward returned non-finite outputs")
-        return enc
-    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != dim:
-        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-        _fail(spec.name, f"forward returned {shape}, expected [B, {dim}]")
-    if not torch.isfinite(z).all():
-        _fail(spec.name, "forward returned non-finite embeddings")
+        for face in spec.faces:
+            if face not in FACES:
+                continue  # a plugin's own face: its pretexts' tests check it
+            method = getattr(enc, FACES[face], None)
+            if method is None or not callable(method):
+                raise ConformanceError(f"{spec.name}: declares the {face!r} face but has no "
+                                       f"method {FACES[face]}(batch)")
+            outputs[face] = out = method(batch)
+            _check_face(spec.name, face, out, dim, dataset.batch_rows(batch))
+        first = spec.faces[0]
+        if first in outputs:
+            z = enc(batch)
+            want = outputs[first]
+            got, ref = (z.states, want.states) if first == TOKENS else (z, want)
+            if not isinstance(got, torch.Tensor) or got.shape != ref.shape or not torch.allclose(
+                    got, ref, atol=1e-5, rtol=1e-4):
+                _fail(spec.name, f"forward(batch) must return the first face, {first!r}")
     return enc
+
+
+def _check_face(key: str, face: str, out: Any, dim: int, rows: int) -> None:
+    import torch
+
+    from selfsup.components import Tokens
+
+    def shape(x: Any) -> Any:
+        return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+
+    if face == EMBEDDING:
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape != (rows, dim):
+            _fail(key, f"embed(batch) returned {shape(out)}, expected [B={rows}, {dim}]")
+        values = out
+    elif face == TOKENS:
+        if not isinstance(out, Tokens):
+            _fail(key, f"tokens(batch) must return selfsup.api.Tokens, got {type(out).__name__}")
+        st, mask = out.states, out.mask
+        if st.ndim != 3 or st.shape[2] != dim:
+            _fail(key, f"tokens(batch).states is {shape(st)}, expected [B, T, {dim}]")
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(st.shape[:2]):
+            _fail(key, f"tokens(batch).mask must be bool [B, T] = {tuple(st.shape[:2])}, got "
+                       f"{mask.dtype} {shape(mask)}")
+        values = out.flat()
+    else:  # dense
+        if not isinstance(out, torch.Tensor) or out.ndim < 3 or out.shape[0] != rows:
+            _fail(key, f"dense(batch) must return [B={rows}, C, *spatial] or [B, N, C], "
+                       f"got {shape(out)}")
+        values = out
+    if not torch.isfinite(values).all():
+        _fail(key, f"the {face!r} face returned non-finite values")
 
 
 def check_pretext(spec: PretextSpec, encoder: Any, dataset: SSLDataset, **options: Any) -> None:
@@ -135,26 +179,47 @@ def check_pretext(spec: PretextSpec, encoder: Any, dataset: SSLDataset, **option
 
 
 def check_benchmark(spec: BenchmarkSpec, registry: Registry) -> None:
+    """The benchmark names registered components whose modalities and faces meet."""
+    from selfsup.bench import pretext_encoder
+    from selfsup.errors import IncompatibleError
+
     data = registry.get("dataset", spec.dataset)
-    modality = data.modalities[0]
+    modality = data.modality
+    encoder = registry.get("encoder", spec.encoder)
     for kind, keys in (("encoder", (spec.encoder,)), ("pretext", spec.pretexts),
-                       ("evaluator", spec.evaluators)):
+                       ("evaluator", spec.evaluators), ("baseline", spec.baselines)):
         for key in keys:
             if not registry.get(kind, key).accepts(modality):
                 _fail(spec.name, f"{kind} {key!r} does not accept the dataset's {modality!r}")
-    for pretext, encoder in spec.pretext_encoders.items():
-        if pretext not in spec.pretexts:
-            _fail(spec.name, f"pretext_encoders names {pretext!r}, which is not in pretexts")
-        if not registry.get("encoder", encoder).accepts(modality):
-            _fail(spec.name, f"encoder {encoder!r} does not accept the dataset's {modality!r}")
     for pretext in spec.pretexts:
-        needed = registry.get("pretext", pretext).encoders
-        used = spec.pretext_encoders.get(pretext, spec.encoder)
-        if needed and used not in needed:
-            _fail(spec.name, f"pretext {pretext!r} needs encoder {list(needed)}, the benchmark "
-                             f"gives it {used!r}; add it to pretext_encoders")
+        try:
+            used = registry.get("encoder", pretext_encoder(spec, registry.get("pretext", pretext),
+                                                           registry))
+        except IncompatibleError as exc:
+            _fail(spec.name, str(exc))
+        for key in spec.evaluators:
+            face = registry.get("evaluator", key).face
+            if not used.offers(face):
+                _fail(spec.name, f"evaluator {key!r} reads the {face!r} face, which encoder "
+                                 f"{used.name!r} (trained by {pretext!r}) does not offer")
+    for key in spec.evaluators:
+        face = registry.get("evaluator", key).face
+        if not encoder.offers(face):
+            _fail(spec.name, f"evaluator {key!r} reads {face!r}; encoder {spec.encoder!r} "
+                             f"offers {list(encoder.faces)}")
+        for baseline in spec.baselines:
+            if not registry.get("baseline", baseline).offers(face):
+                _fail(spec.name, f"baseline {baseline!r} does not offer the {face!r} face that "
+                                 f"evaluator {key!r} reads")
     if not spec.train.get("steps"):
         _fail(spec.name, "train settings must give 'steps' (the CPU setting)")
+
+
+#: core's objectives that the kit runs on every dataset with views (small heads)
+CORE_OBJECTIVES: dict[str, dict[str, Any]] = {
+    "core.simclr": {"proj_hidden_dim": 32, "proj_out_dim": 16},
+    "core.barlow_twins": {"proj_hidden_dim": 32, "proj_out_dim": 32},
+}
 
 
 def check_plugin(
@@ -192,39 +257,59 @@ def check_plugin(
             spec = reg.get(kind, key)
             if not spec.summary.strip():
                 _fail(key, "summary is empty; say in one line what it is")
-            for m in spec.modalities:
-                if m != ANY_MODALITY and m not in MODALITIES:
-                    _fail(key, f"modality {m!r} is not in selfsup.components.MODALITIES")
             if key not in skip:
                 spec.resolve()
     for key in report.registered.get("dataset", []):
         if key not in skip:
             datasets[key] = check_dataset(reg.get("dataset", key), **dataset_options.get(key, {}))
+    own_pretexts = [reg.get("pretext", k) for k in report.registered.get("pretext", [])
+                    if k not in skip]
+    core_objectives = [reg.get("pretext", k) for k in CORE_OBJECTIVES]
     for key in report.registered.get("encoder", []):
         if key in skip:
             continue
         espec = reg.get("encoder", key)
         for ds in datasets.values():
-            if espec.accepts(ds.modality):
-                check_encoder(espec, ds, **encoder_options.get(key, {}))
-                for pkey in report.registered.get("pretext", []):
-                    pspec = reg.get("pretext", pkey)
-                    if pkey in skip or not pspec.accepts(ds.modality):
-                        continue
-                    if pspec.needs_views and type(ds).augment is SSLDataset.augment:
-                        continue
-                    if pspec.encoders and key not in pspec.encoders:
-                        continue  # the task needs another architecture (PretextSpec.encoders)
-                    if pspec.encoder_output and espec.output != pspec.encoder_output:
-                        continue  # e.g. a restoration pretext and an embedding encoder
-                    fresh = espec.build(ds, **encoder_options.get(key, {}))
-                    check_pretext(pspec, fresh, ds, **pretext_options.get(pkey, {}))
-    for key in report.registered.get("evaluator", []):
-        if key not in skip:
-            reg.get("evaluator", key).build()
+            if not espec.accepts(ds.modality):
+                continue
+            check_encoder(espec, ds, **encoder_options.get(key, {}))
+            for pspec in own_pretexts + core_objectives:
+                if not pspec.accepts(ds.modality) or not espec.offers(pspec.face):
+                    continue
+                if pspec.needs_views and type(ds).augment is SSLDataset.augment:
+                    continue
+                options = CORE_OBJECTIVES.get(pspec.name) or pretext_options.get(pspec.name, {})
+                fresh = espec.build(ds, **encoder_options.get(key, {}))
+                check_pretext(pspec, fresh, ds, **options)
+    for kind in ("evaluator",):
+        for key in report.registered.get(kind, []):
+            if key not in skip:
+                reg.get(kind, key).build()
     for key in report.registered.get("benchmark", []):
         check_benchmark(reg.get("benchmark", key), reg)
     return reg
+
+
+def _structure_mismatch(a: Any, b: Any, where: str = "batch") -> str | None:
+    """How ``b`` differs from ``a`` in structure, tensor dtypes or shapes, or None."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        if not isinstance(b, torch.Tensor):
+            return f"{where} is a tensor, the view's is {type(b).__name__}"
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return (f"{where} is {a.dtype} {tuple(a.shape)}, the view's is "
+                    f"{b.dtype} {tuple(b.shape)}")
+        return None
+    if isinstance(a, Mapping):
+        if not isinstance(b, Mapping) or set(a) != set(b):
+            other = sorted(b) if isinstance(b, Mapping) else type(b).__name__
+            return f"{where} has keys {sorted(a)}, the view's {other}"
+        for k in a:
+            problem = _structure_mismatch(a[k], b[k], f"{where}[{k!r}]")
+            if problem:
+                return problem
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:

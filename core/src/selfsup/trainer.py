@@ -15,8 +15,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from selfsup import distributed
+from selfsup import distributed, rundir
 from selfsup.batching import move_to
 from selfsup.checkpoint import (
     checkpoint_path,
@@ -37,7 +37,8 @@ from selfsup.checkpoint import (
     training_state,
 )
 from selfsup.components import SSLDataset
-from selfsup.metrics import MetricsWriter, step_record
+from selfsup.metrics import step_record
+from selfsup.rundir import MetricsWriter
 from selfsup.sampler import EpochLoader
 from selfsup.seeding import derive_seed, preserved_rng, seed_everything, step_seed
 
@@ -177,6 +178,51 @@ def init_distributed(backend: str | None = None) -> bool:
     return True
 
 
+@dataclass
+class _Run:
+    """The live state of one :meth:`Trainer.fit`."""
+
+    rank: int
+    world: int
+    device: torch.device
+    autocast: Callable[[], Any]
+    task: nn.Module
+    model: nn.Module  # the task, wrapped in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    data: EpochLoader
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # samples of the epoch consumed by this rank
+    loss: torch.Tensor = field(default_factory=lambda: torch.tensor(math.nan))
+    resumed_from: int | None = None
+    ckpt_dir: Path | None = None
+    writer: MetricsWriter | None = None
+    bar: Any = None
+    window_start: float = 0.0
+    window_steps: int = 0
+    params: list[nn.Parameter] = field(default_factory=list)  # those the optimiser trains
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def live(self) -> _Live:
+        return (self.task, self.optimizer, self.scheduler, self.scaler)
+
+    def restart_window(self) -> None:
+        """Start a new throughput window (after logging, evaluating or checkpointing)."""
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
 class Trainer:
     """Pretrains ``task`` on ``dataset.pretrain_set()``; see :meth:`fit`.
 
@@ -219,26 +265,45 @@ class Trainer:
         Under torchrun (WORLD_SIZE > 1) it joins the process group if the caller has not.
         """
         t_start = time.perf_counter()
+        run = self._setup()
+        if run.step >= self.config.steps:
+            log.info("run already finished at step %d (steps=%d)", run.step, self.config.steps)
+            run.close()
+            return self._result(run, t_start)
+        try:
+            for batch in self._batches(run):
+                out, grad_norm, lr = self._train_step(run, batch)
+                self._after_step(run, out, grad_norm, lr)
+        finally:
+            run.close()
+        if run.world > 1:
+            dist.barrier()  # no rank returns before the final checkpoint is committed
+        return self._result(run, t_start)
+
+    # -- the parts of fit ---------------------------------------------------------------
+
+    def _setup(self) -> _Run:
+        """Device, model (DDP-wrapped under torchrun), optimiser, schedule, data, resume."""
         cfg = self.config
         if not distributed.is_distributed() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             init_distributed()
         rank, world = distributed.rank(), distributed.world_size()
-        main = rank == 0
-        device = self._device()
+        try:
+            device = distributed.resolve_device(cfg.device)
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.{exc}") from None
         autocast, use_scaler = self._autocast(device)
         task = self.task.to(device).train()
         model: nn.Module = task
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             model = DistributedDataParallel(task, device_ids=ids)
-        params = [p for p in task.parameters() if p.requires_grad]
         optimizer = build_optimizer(task, cfg)
         warmup, floor = cfg.warmup_steps, cfg.min_lr_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_multiplier(s, cfg.steps, warmup, floor)
         )
         scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-        live: _Live = (task, optimizer, scheduler, scaler)
         data = EpochLoader(
             self.dataset.pretrain_set(),
             self.dataset.collate,
@@ -251,116 +316,113 @@ class Trainer:
             pin_memory=device.type == "cuda",
             lengths=self.dataset.sample_lengths(),
         )
-        if data.batch_size < cfg.batch_size and main:
+        if data.batch_size < cfg.batch_size and rank == 0:
             log.warning(
                 "pretrain set has %d samples per process, fewer than batch_size=%d; "
                 "training on batches of %d",
                 data.shard_size, cfg.batch_size, data.batch_size,
             )  # fmt: skip
-
-        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
-        found = self._resume(ckpt_dir, live, rank)
-        resumed_from = None if found is None else int(found["step"])
+        run = _Run(rank, world, device, autocast, task, model, optimizer, scheduler, scaler, data)
+        run.params = [p for p in task.parameters() if p.requires_grad]
+        run.ckpt_dir = self.run_dir / rundir.CHECKPOINTS if self.run_dir is not None else None
+        found = self._resume(run.ckpt_dir, run.live, rank)
         if found is None:
-            step, epoch, position, last_loss = 0, 0, 0, math.nan
             seed_everything(derive_seed(cfg.seed, "global", rank))
         else:
-            step, last_loss = int(found["step"]), float(found["loss"])
-            epoch, position = int(found["epoch"]), int(found["position"])
-            if step >= cfg.steps:
-                log.info("run already finished at step %d (steps=%d)", step, cfg.steps)
-                seconds = time.perf_counter() - t_start
-                return TrainResult(step, last_loss, seconds, step, self._metrics_path(main))
+            run.step, run.loss = int(found["step"]), torch.tensor(float(found["loss"]))
+            run.epoch, run.position = int(found["epoch"]), int(found["position"])
+            run.resumed_from = run.step
+        if run.step < cfg.steps and run.main and self.run_dir is not None:
+            run.writer = MetricsWriter(self.run_dir / rundir.METRICS, resume_step=run.step)
+        run.bar = tqdm(total=cfg.steps, initial=run.step, unit="step", dynamic_ncols=True,
+                       disable=not (cfg.progress and run.main))
+        run.restart_window()
+        return run
 
-        writer = None
-        if main and self.run_dir is not None:
-            writer = MetricsWriter(self.run_dir / "metrics.jsonl", resume_step=step)
-        hook = getattr(task, "on_train_step_end", None)
-        show = cfg.progress and main
-        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, disable=not show)
-        batches = data.epoch(epoch, position)
-        window_start, window_steps = time.perf_counter(), 0
-        loss = torch.tensor(last_loss)
-        try:
-            while step < cfg.steps:
-                batch = next(batches, _END)
-                if batch is _END:
-                    epoch, position = epoch + 1, 0
-                    batches = data.epoch(epoch, position)
-                    continue
-                position = min(position + data.batch_size, data.shard_size)
+    def _batches(self, run: _Run) -> Iterator[Any]:
+        """The batches of the remaining steps, epoch after epoch, tracking the position."""
+        batches = run.data.epoch(run.epoch, run.position)
+        while run.step < self.config.steps:
+            batch = next(batches, _END)
+            if batch is _END:
+                run.epoch, run.position = run.epoch + 1, 0
+                batches = run.data.epoch(run.epoch, run.position)
+                continue
+            run.position = min(run.position + run.data.batch_size, run.data.shard_size)
+            yield batch
 
-                batch = move_to(batch, device)
-                generator = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
-                with autocast():
-                    out = model(batch, generator)
-                if not isinstance(out, dict) or "loss" not in out:
-                    raise TypeError(
-                        f"{type(task).__name__}.forward must return a dict with a scalar "
-                        f"'loss', got {type(out).__name__}"
-                    )
-                loss = out["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # a disabled scaler passes everything through
-                grad_norm = None
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-                scheduler.step()
-                step += 1
-                window_steps += 1
-                if hook is not None:
-                    hook(step, cfg.steps)
-                bar.update(1)
+    def _train_step(
+        self, run: _Run, batch: Any
+    ) -> tuple[dict[str, Any], torch.Tensor | None, float]:
+        """One optimiser step; returns the task's output, the gradient norm and the LR used."""
+        cfg = self.config
+        batch = move_to(batch, run.device)
+        seed = step_seed(cfg.seed, run.step, run.rank)
+        generator = torch.Generator(run.device).manual_seed(seed)
+        with run.autocast():
+            out = run.model(batch, generator)
+        if not isinstance(out, dict) or "loss" not in out:
+            raise TypeError(
+                f"{type(run.task).__name__}.forward must return a dict with a scalar "
+                f"'loss', got {type(out).__name__}"
+            )
+        run.loss = out["loss"]
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(run.loss).backward()  # a disabled scaler passes everything through
+        grad_norm = None
+        if cfg.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        lr = float(run.optimizer.param_groups[0]["lr"])  # the rate this step used
+        run.scheduler.step()
+        run.step += 1
+        run.window_steps += 1
+        hook = getattr(run.task, "on_train_step_end", None)
+        if hook is not None:
+            hook(run.step, cfg.steps)
+        run.bar.update(1)
+        return out, grad_norm, lr
 
-                # Reading values back from the device waits for it, so it happens only here.
-                record: dict[str, Any] = {}
-                if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    record = step_record(out, step=step, epoch=epoch, lr=lr)
-                    record["samples_per_s"] = window_steps * data.batch_size * world / elapsed
-                    if grad_norm is not None:
-                        record["grad_norm"] = float(grad_norm)
-                    loss_text, speed = f"{record['loss']:.4f}", f"{record['samples_per_s']:.0f}"
-                    bar.set_postfix(loss=loss_text, samples_per_s=speed, refresh=False)
-                    window_start, window_steps = time.perf_counter(), 0
-                every = cfg.online_eval_every
-                if main and every and step % every == 0:
-                    record.setdefault("step", step)
-                    record.update(self._run_online_eval(task))
-                    window_start, window_steps = time.perf_counter(), 0  # not in samples/s
-                if writer is not None and record:
-                    writer.write(record)
-                every = cfg.checkpoint_every
-                if ckpt_dir is not None and ((every and step % every == 0) or step == cfg.steps):
-                    progress: dict[str, float] = {"step": step, "epoch": epoch}
-                    progress.update(position=position, loss=float(loss.detach()))
-                    state = training_state(*live, progress, asdict(cfg))
-                    if main:
-                        save_checkpoint(checkpoint_path(ckpt_dir, step), state)
-                    window_start, window_steps = time.perf_counter(), 0
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        if world > 1:
-            dist.barrier()  # no rank returns before the final checkpoint is committed
-        seconds = time.perf_counter() - t_start
-        final_loss = float(loss.detach())
-        return TrainResult(step, final_loss, seconds, resumed_from, self._metrics_path(main))
+    def _after_step(
+        self, run: _Run, out: dict[str, Any], grad_norm: torch.Tensor | None, lr: float
+    ) -> None:
+        """Log, evaluate online and checkpoint, as the step's number says.
 
-    def _device(self) -> torch.device:
-        want = self.config.device
-        if want == "auto":
-            want = "cuda" if torch.cuda.is_available() else "cpu"
-        if want.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"TrainConfig.device={want!r} but CUDA is not available; use 'cpu'")
-        if want == "cuda":  # one GPU per process under torchrun
-            want = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        return torch.device(want)
+        Reading values back from the device waits for it, so it happens only here.
+        """
+        cfg, step = self.config, run.step
+        record: dict[str, Any] = {}
+        if run.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            elapsed = max(time.perf_counter() - run.window_start, 1e-9)
+            record = step_record(out, step=step, epoch=run.epoch, lr=lr)
+            record["samples_per_s"] = run.window_steps * run.data.batch_size * run.world / elapsed
+            if grad_norm is not None:
+                record["grad_norm"] = float(grad_norm)
+            loss_text, speed = f"{record['loss']:.4f}", f"{record['samples_per_s']:.0f}"
+            run.bar.set_postfix(loss=loss_text, samples_per_s=speed, refresh=False)
+            run.restart_window()
+        every = cfg.online_eval_every
+        if run.main and every and step % every == 0:
+            record.setdefault("step", step)
+            record.update(self._run_online_eval(run.task))
+            run.restart_window()  # evaluation time is not in samples/s
+        if run.writer is not None and record:
+            run.writer.write(record)
+        every = cfg.checkpoint_every
+        if run.ckpt_dir is not None and ((every and step % every == 0) or step == cfg.steps):
+            progress: dict[str, float] = {"step": step, "epoch": run.epoch}
+            progress.update(position=run.position, loss=float(run.loss.detach()))
+            state = training_state(*run.live, progress, asdict(cfg))
+            if run.main:
+                save_checkpoint(checkpoint_path(run.ckpt_dir, step), state)
+            run.restart_window()
+
+    def _result(self, run: _Run, t_start: float) -> TrainResult:
+        path = self.run_dir / rundir.METRICS if run.main and self.run_dir is not None else None
+        return TrainResult(run.step, float(run.loss.detach()), time.perf_counter() - t_start,
+                           run.resumed_from, path)
 
     def _autocast(self, device: torch.device) -> tuple[Callable[[], Any], bool]:
         """A context factory for the forward pass, and whether a GradScaler is needed."""
@@ -377,9 +439,6 @@ class Trainer:
             )
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return functools.partial(torch.autocast, device.type, dtype=dtype), precision == "fp16"
-
-    def _metrics_path(self, main: bool) -> Path | None:
-        return self.run_dir / "metrics.jsonl" if main and self.run_dir is not None else None
 
     def _run_online_eval(self, task: nn.Module) -> dict[str, float]:
         assert self.online_eval is not None  # Trainer.__init__ checked it

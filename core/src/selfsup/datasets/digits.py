@@ -16,6 +16,8 @@ noise of standard deviation ``noise_std``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,36 +25,39 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from selfsup.components import SSLDataset, TaskSpec
+from selfsup.options import Check, option, parse_options
 
 SIDE = 8
 
 
-class DigitsDataset(SSLDataset):
-    modality = "vector"
-    task = TaskSpec("classification", n_classes=10)
-    offline = True
+def _within(lo: float, hi: float) -> Check:
+    def check(x: Any) -> str | None:
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi
+        return None if ok else f"lie in [{lo}, {hi}]"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        noise_std: float = 0.1,
-        mask_prob: float = 0.2,
-        shift: int = 1,
-        name: str = "core.digits",
-    ) -> None:
-        for field_name, value, lo, hi in (
-            ("noise_std", noise_std, 0.0, 10.0),
-            ("mask_prob", mask_prob, 0.0, 0.95),
-            ("shift", shift, 0, 3),
-        ):
-            if not lo <= value <= hi:
-                raise ValueError(f"core.digits: {field_name}={value!r} must lie in [{lo}, {hi}]")
+    return check
+
+
+@dataclass(frozen=True)
+class DigitsViews:
+    """The digits' stochastic views (``[dataset.views]``), applied in this order."""
+
+
+    shift: int = option(1, _within(0, 3), "random translation of the 8x8 image, pixels")
+    mask_prob: float = option(0.2, _within(0.0, 0.95), "probability of zeroing each pixel")
+    noise_std: float = option(0.1, _within(0.0, 10.0), "std of added Gaussian noise")
+
+
+class DigitsDataset(SSLDataset):
+    task = TaskSpec("classification", n_classes=10)
+
+    def __init__(self, *, seed: int = 0, views: Mapping[str, Any] | None = None) -> None:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
-        self.name = name
-        self.noise_std, self.mask_prob, self.shift = float(noise_std), float(mask_prob), int(shift)
+        v = parse_options(DigitsViews, views or {}, "core.digits views")
+        self.noise_std, self.mask_prob = float(v.noise_std), float(v.mask_prob)
+        self.shift = int(v.shift)
         bunch = load_digits()
         x = torch.as_tensor(bunch.data / 16.0, dtype=torch.float32)
         y = torch.as_tensor(bunch.target, dtype=torch.long)

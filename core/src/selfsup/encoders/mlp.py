@@ -44,6 +44,10 @@ class MLPEncoder(nn.Module):
         self.in_dim = in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, embed_dim]`` of flat inputs ``[B, in_dim]``."""
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ValueError(
                 f"core.mlp expects [B, {self.in_dim}] inputs, got {tuple(x.shape)}"

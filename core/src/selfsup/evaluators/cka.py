@@ -32,9 +32,13 @@ from torch import nn
 from selfsup.components import EvalContext, Evaluator, SSLDataset
 from selfsup.evaluators.embeddings import (
     extract_embeddings,
-    parse_options,
     require_seeds,
     summarise_seeds,
+)
+from selfsup.options import (
+    option,
+    parse_options,
+    split_name,
 )
 
 NAME = "cka"
@@ -78,12 +82,7 @@ def _as_float64(a: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 class CKAConfig:
     """Options of :func:`build`."""
 
-    #: labelled split whose samples both encoders embed
-    split: str = "test"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.split, str) or not self.split:
-            raise ValueError(f"{NAME}: option split must be a split name, got {self.split!r}")
+    split: str = option("test", split_name, "labelled split whose samples both encoders embed")
 
 
 def build(**options: Any) -> Evaluator:

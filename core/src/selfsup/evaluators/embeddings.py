@@ -14,17 +14,14 @@ evaluators and fine-tuning have in common, kept in one place so that they agree:
 - metric keys: ``"<evaluator>.<metric>"``, ``"@10%"`` appended for a label
   fraction below 1, and the spread over ``ctx.seeds`` under the same key with
   ``"_std"`` appended (:func:`summarise_seeds`);
-- options: ``build(**options)`` parses them into a frozen dataclass whose
-  ``__post_init__`` checks values (:func:`parse_options`).
+- options: read by :func:`selfsup.options.parse_options`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +59,7 @@ def extract_embeddings(
     try:
         with torch.no_grad():
             for batch, y, rows in dataset.labelled_batches(split, ctx.batch_size, indices=indices):
-                z = encoder(move_to(batch, device))
+                z = _embed(encoder, move_to(batch, device))
                 if not isinstance(z, torch.Tensor) or z.ndim != 2:
                     shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
                     raise ValueError(
@@ -89,6 +86,11 @@ def extract_embeddings(
             + ("" if indices is None else f" among the {len(indices)} requested indices")
         )
     return np.concatenate(zs), np.concatenate(ys)
+
+
+def _embed(encoder: Any, batch: Any) -> Any:
+    """The embedding face (typed Any: faces are declared on the EncoderSpec)."""
+    return encoder.embed(batch)
 
 
 @dataclass(frozen=True)
@@ -264,71 +266,3 @@ def require_task(
             f"{dataset.name!r} has task kind {kind!r}" + (f". {instead}" if instead else "")
         )
     return kind
-
-
-# -- options --------------------------------------------------------------------------
-
-ConfigT = TypeVar("ConfigT")
-
-
-def parse_options(config_cls: type[ConfigT], options: Mapping[str, Any], evaluator: str) -> ConfigT:
-    """Build ``config_cls`` (a dataclass) from ``build(**options)``.
-
-    An unknown option is a TypeError that lists the valid ones (and the closest
-    match); the dataclass's ``__post_init__`` raises ValueError for bad values.
-    """
-    valid = [f.name for f in dataclasses.fields(config_cls)]  # type: ignore[arg-type]
-    unknown = [key for key in options if key not in valid]
-    if unknown:
-        hints = [
-            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
-            for key in unknown
-            for close in [difflib.get_close_matches(key, valid, n=1)]
-        ]
-        raise TypeError(
-            f"{evaluator}: unknown option {', '.join(hints)}; valid options are {valid}"
-        )
-    return config_cls(**options)
-
-
-def check_fractions(evaluator: str, field: str, value: Any) -> tuple[float, ...]:
-    """A non-empty tuple of distinct label fractions in (0, 1]."""
-    items = (value,) if isinstance(value, (int, float)) else value
-    try:
-        fractions = tuple(float(f) for f in items)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{evaluator}: option {field} must be a sequence of numbers in (0, 1], "
-            f"got {value!r}; pass e.g. {field}=(0.01, 0.1, 1.0)"
-        ) from None
-    bad = [f for f in fractions if not 0.0 < f <= 1.0]
-    if not fractions or bad:
-        raise ValueError(
-            f"{evaluator}: option {field} must hold fractions in (0, 1], got {value!r}; "
-            f"pass e.g. {field}=(0.01, 0.1, 1.0)"
-        )
-    if len(set(fractions)) != len(fractions):
-        raise ValueError(f"{evaluator}: option {field} repeats a fraction: {value!r}")
-    return fractions
-
-
-def check_positive(evaluator: str, field: str, value: Any, *, integer: bool) -> None:
-    """ValueError unless ``value`` is a positive number (an int when ``integer``)."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{evaluator}: option {field} must be {what}, got {value!r}")
-
-
-def check_grid(evaluator: str, field: str, value: Any) -> tuple[float, ...]:
-    """A non-empty tuple of positive regularisation strengths."""
-    try:
-        grid = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        grid = ()
-    if not grid or any(not v > 0 for v in grid):
-        raise ValueError(
-            f"{evaluator}: option {field} must be a non-empty sequence of positive "
-            f"numbers, got {value!r}; pass e.g. {field}=(0.01, 0.1, 1.0, 10.0)"
-        )
-    return grid

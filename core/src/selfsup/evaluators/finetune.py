@@ -56,16 +56,24 @@ from selfsup.batching import move_to
 from selfsup.components import EvalContext, Evaluator, SSLDataset
 from selfsup.evaluators.embeddings import (
     carve_validation,
-    check_fractions,
-    check_positive,
     class_labels,
     extract_embeddings,
     fraction_suffix,
-    parse_options,
     require_seeds,
     require_task,
     stratified_subset,
     summarise_seeds,
+)
+from selfsup.options import (
+    check_value,
+    label_fractions,
+    non_negative,
+    non_negative_int,
+    open_unit,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 NAME = "finetune"
@@ -75,49 +83,22 @@ NAME = "finetune"
 class FinetuneConfig:
     """Options of :func:`build`. The defaults suit the minutes-long CPU benchmarks."""
 
-    #: fractions of the training labels to fine-tune on; 1.0 means all
-    label_fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
-    #: training rounds (a round is at least one pass; see the module docstring)
-    epochs: int = 20
-    #: AdamW learning rate, shared by the encoder and the head
-    lr: float = 1e-3
-    #: labelled samples per optimiser step
-    batch_size: int = 64
-    #: AdamW decoupled weight decay
-    weight_decay: float = 1e-2
-    #: fewest optimiser steps in total, however small the label fraction
-    min_steps: int = 100
-    #: share of "train" held out for model selection when the dataset has no "val"
-    val_fraction: float = 0.2
-
-    def __post_init__(self) -> None:
-        object.__setattr__(  # frozen dataclass; TOML gives lists, not tuples
-            self, "label_fractions", check_fractions(NAME, "label_fractions", self.label_fractions)
-        )
-        _check_training(NAME, self.epochs, self.lr, self.weight_decay, self.batch_size)
-        if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int):
-            raise ValueError(
-                f"{NAME}: option min_steps must be an integer >= 0, got {self.min_steps!r}"
-            )
-        if self.min_steps < 0:
-            raise ValueError(f"{NAME}: option min_steps must be >= 0, got {self.min_steps}")
-        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
-            raise ValueError(
-                f"{NAME}: option val_fraction must be in (0, 1), got {self.val_fraction!r}; "
-                "pass e.g. val_fraction=0.2"
-            )
+    label_fractions: tuple[float, ...] = option(
+        (0.01, 0.1, 1.0), label_fractions, "fractions of the training labels to fine-tune on")
+    epochs: int = option(20, positive_int, "training rounds (a round is at least one pass)")
+    lr: float = option(1e-3, positive, "AdamW learning rate of encoder and head")
+    batch_size: int = option(64, positive_int, "labelled samples per optimiser step")
+    weight_decay: float = option(1e-2, non_negative, "AdamW decoupled weight decay")
+    min_steps: int = option(100, non_negative_int, "fewest optimiser steps in total")
+    val_fraction: float = option(
+        0.2, open_unit, "share of train held out for model selection when there is no val")
 
 
 def _check_training(owner: str, epochs: Any, lr: Any, weight_decay: Any, batch_size: Any) -> None:
-    check_positive(owner, "epochs", epochs, integer=True)
-    check_positive(owner, "lr", lr, integer=False)
-    check_positive(owner, "batch_size", batch_size, integer=True)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)):
-        raise ValueError(
-            f"{owner}: option weight_decay must be a number >= 0, got {weight_decay!r}"
-        )
-    if weight_decay < 0:
-        raise ValueError(f"{owner}: option weight_decay must be >= 0, got {weight_decay}")
+    check_value(owner, "epochs", epochs, positive_int)
+    check_value(owner, "lr", lr, positive)
+    check_value(owner, "batch_size", batch_size, positive_int)
+    check_value(owner, "weight_decay", weight_decay, non_negative)
 
 
 def build(**options: Any) -> Evaluator:
@@ -224,6 +205,22 @@ def train_supervised(
     ).encoder
 
 
+class _WithHead(nn.Module):
+    """The encoder's embedding face followed by the head, as one embedding face."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.embed_dim = head.out_features
+
+    def embed(self, batch: Any) -> torch.Tensor:
+        encoder: Any = self.encoder
+        return self.head(encoder.embed(batch))  # type: ignore[no-any-return]
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.embed(batch)
+
+
 @dataclass
 class _Supervised:
     """A fine-tuned encoder with its head, and the target scaling of regression."""
@@ -240,7 +237,7 @@ class _Supervised:
         """Head outputs (logits, or standardised targets) and labels of a split."""
         # The head is row-wise, so selecting labelled rows after it (as
         # extract_embeddings does) equals selecting them before.
-        network = nn.Sequential(self.encoder, self.head)
+        network = _WithHead(self.encoder, self.head)
         network.train(self.encoder.training)  # so the mode extract_embeddings restores is ours
         return extract_embeddings(network, dataset, split, ctx, indices)
 
@@ -248,7 +245,8 @@ class _Supervised:
         self, batch: Any, y: torch.Tensor, rows: torch.Tensor | None, device: torch.device
     ) -> torch.Tensor:
         """Training loss of one batch from ``labelled_batches``."""
-        z = self.encoder(move_to(batch, device))
+        encoder: Any = self.encoder
+        z = encoder.embed(move_to(batch, device))
         if rows is not None:
             z = z[rows.to(z.device)]
         out = self.head(z)

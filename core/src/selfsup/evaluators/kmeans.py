@@ -28,13 +28,19 @@ from torch import nn
 
 from selfsup.components import EvalContext, Evaluator, SSLDataset
 from selfsup.evaluators.embeddings import (
-    check_positive,
     class_labels,
     extract_embeddings,
-    parse_options,
     require_seeds,
     require_task,
     summarise_seeds,
+)
+from selfsup.options import (
+    boolean,
+    option,
+    optional,
+    parse_options,
+    positive_int,
+    split_name,
 )
 
 NAME = "kmeans"
@@ -44,30 +50,13 @@ NAME = "kmeans"
 class KMeansConfig:
     """Options of :func:`build`."""
 
-    #: labelled split to cluster, or "all" for every labelled split pooled
-    split: str = "test"
-    #: clusters; None means the dataset's ``task.n_classes``
-    n_clusters: int | None = None
-    #: k-means restarts per seed (the best inertia is kept)
-    n_init: int = 10
-    #: Lloyd iterations per restart
-    max_iter: int = 300
-    #: cluster directions rather than raw vectors (see the module docstring)
-    l2_normalize: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.split, str) or not self.split:
-            raise ValueError(
-                f"{NAME}: option split must be a split name or 'all', got {self.split!r}"
-            )
-        if self.n_clusters is not None:
-            check_positive(NAME, "n_clusters", self.n_clusters, integer=True)
-        check_positive(NAME, "n_init", self.n_init, integer=True)
-        check_positive(NAME, "max_iter", self.max_iter, integer=True)
-        if not isinstance(self.l2_normalize, bool):
-            raise ValueError(
-                f"{NAME}: option l2_normalize must be true or false, got {self.l2_normalize!r}"
-            )
+    split: str = option("test", split_name,
+                        "labelled split to cluster, or 'all' for every split pooled")
+    n_clusters: int | None = option(None, optional(positive_int),
+                                    "clusters; None means the dataset's task.n_classes")
+    n_init: int = option(10, positive_int, "k-means restarts per seed (best inertia kept)")
+    max_iter: int = option(300, positive_int, "Lloyd iterations per restart")
+    l2_normalize: bool = option(True, boolean, "cluster directions rather than raw vectors")
 
 
 def build(**options: Any) -> Evaluator:

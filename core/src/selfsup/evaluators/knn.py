@@ -27,11 +27,17 @@ from torch import nn
 
 from selfsup.components import EvalContext, Evaluator, SSLDataset
 from selfsup.evaluators.embeddings import (
-    check_positive,
     class_labels,
     embed_splits,
-    parse_options,
     require_task,
+)
+from selfsup.options import (
+    check_value,
+    one_of,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 NAME = "knn"
@@ -42,24 +48,10 @@ WEIGHTINGS = ("temperature", "majority")
 class KNNConfig:
     """Options of :func:`build`."""
 
-    #: neighbours that vote (clamped to the size of the training split)
-    k: int = 20
-    #: softness of the vote weights ``exp(similarity / temperature)``
-    temperature: float = 0.07
-    #: "temperature" (Wu et al. 2018) or "majority" (one vote per neighbour)
-    weighting: str = "temperature"
-
-    def __post_init__(self) -> None:
-        check_positive(NAME, "k", self.k, integer=True)
-        check_positive(NAME, "temperature", self.temperature, integer=False)
-        _check_weighting(self.weighting)
-
-
-def _check_weighting(weighting: str) -> None:
-    if weighting not in WEIGHTINGS:
-        raise ValueError(
-            f"{NAME}: option weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}"
-        )
+    k: int = option(20, positive_int, "neighbours that vote (clamped to the train split)")
+    temperature: float = option(0.07, positive, "softness of the weights exp(sim / T)")
+    weighting: str = option("temperature", one_of(*WEIGHTINGS),
+                            "'temperature' (Wu et al. 2018) or 'majority' (one vote each)")
 
 
 def build(**options: Any) -> Evaluator:
@@ -103,9 +95,9 @@ def knn_accuracy(
     monitoring; numpy arrays are scored on the CPU. Test embeddings are processed
     ``chunk_size`` at a time to bound the ``[chunk, N]`` similarity matrix.
     """
-    check_positive(NAME, "k", k, integer=True)
-    check_positive(NAME, "temperature", temperature, integer=False)
-    _check_weighting(weighting)
+    check_value(NAME, "k", k, positive_int)
+    check_value(NAME, "temperature", temperature, positive)
+    check_value(NAME, "weighting", weighting, one_of(*WEIGHTINGS))
     bank = torch.as_tensor(z_train).float()
     queries = torch.as_tensor(z_test).float().to(bank.device)
     y_bank = torch.as_tensor(y_train).to(bank.device).reshape(-1)

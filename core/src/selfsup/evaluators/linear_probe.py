@@ -48,18 +48,22 @@ from torch import nn
 from selfsup.components import EvalContext, Evaluator, SSLDataset
 from selfsup.evaluators.embeddings import (
     Embedded,
-    check_fractions,
-    check_grid,
-    check_positive,
     class_labels,
     embed_splits,
     fraction_suffix,
-    parse_options,
     require_seeds,
     require_task,
     stratified_subset,
     summarise_seeds,
     train_and_val,
+)
+from selfsup.options import (
+    label_fractions,
+    open_unit,
+    option,
+    parse_options,
+    positive_grid,
+    positive_int,
 )
 
 NAME = "linear_probe"
@@ -69,30 +73,17 @@ NAME = "linear_probe"
 class LinearProbeConfig:
     """Options of :func:`build`."""
 
-    #: fractions of the training labels to fit the probe on; 1.0 means all
-    label_fractions: tuple[float, ...] = (1.0,)
-    #: inverse L2 strengths ``C`` tried for logistic regression (classification)
-    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-    #: ridge penalties tried (regression)
-    alpha_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
-    #: L-BFGS iterations per logistic-regression fit
-    max_iter: int = 1000
-    #: share of "train" held out for choosing C/alpha when the dataset has no "val"
-    val_fraction: float = 0.2
-
-    def __post_init__(self) -> None:
-        # object.__setattr__: the dataclass is frozen, and TOML gives lists, not tuples
-        set_ = object.__setattr__
-        fractions = check_fractions(NAME, "label_fractions", self.label_fractions)
-        set_(self, "label_fractions", fractions)
-        set_(self, "c_grid", check_grid(NAME, "c_grid", self.c_grid))
-        set_(self, "alpha_grid", check_grid(NAME, "alpha_grid", self.alpha_grid))
-        check_positive(NAME, "max_iter", self.max_iter, integer=True)
-        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
-            raise ValueError(
-                f"{NAME}: option val_fraction must be in (0, 1), got {self.val_fraction!r}; "
-                "pass e.g. val_fraction=0.2"
-            )
+    label_fractions: tuple[float, ...] = option(
+        (1.0,), label_fractions, "fractions of the training labels to fit the probe on")
+    c_grid: tuple[float, ...] = option(
+        (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), positive_grid,
+        "inverse L2 strengths C tried for logistic regression (classification, multilabel)")
+    alpha_grid: tuple[float, ...] = option(
+        (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4), positive_grid,
+        "ridge penalties tried (regression)")
+    max_iter: int = option(1000, positive_int, "L-BFGS iterations per logistic fit")
+    val_fraction: float = option(
+        0.2, open_unit, "share of train held out to choose C/alpha when there is no val split")
 
 
 def build(**options: Any) -> Evaluator:

@@ -24,15 +24,19 @@ from selfsup.distributed import gather_with_grad
 from selfsup.objectives.projection import (
     NORMS,
     Norm,
-    check_choice,
     check_embeddings,
-    check_head,
-    check_non_negative,
-    check_positive,
-    config_from_options,
     encoder_dim,
     mlp_head,
     two_views,
+)
+from selfsup.options import (
+    check_value,
+    non_negative,
+    one_of,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 
@@ -49,8 +53,8 @@ class BarlowTwinsLoss(nn.Module):
 
     def __init__(self, off_diagonal_weight: float = 5e-3, eps: float = 1e-5) -> None:
         super().__init__()
-        check_non_negative("BarlowTwinsLoss", "off_diagonal_weight", off_diagonal_weight)
-        check_positive("BarlowTwinsLoss", "eps", eps)
+        check_value("BarlowTwinsLoss", "off_diagonal_weight", off_diagonal_weight, non_negative)
+        check_value("BarlowTwinsLoss", "eps", eps, positive)
         self.off_diagonal_weight = float(off_diagonal_weight)
         self.eps = float(eps)
 
@@ -94,16 +98,12 @@ class BarlowTwinsConfig:
     ``proj_hidden_dim=8192, proj_out_dim=8192`` on a GPU.
     """
 
-    off_diagonal_weight: float = 5e-3
-    proj_hidden_dim: int = 2048
-    proj_out_dim: int = 2048
-    proj_layers: int = 3
-    proj_norm: Norm = "batch"
+    off_diagonal_weight: float = option(5e-3, non_negative)
+    proj_hidden_dim: int = option(2048, positive_int)
+    proj_out_dim: int = option(2048, positive_int)
+    proj_layers: int = option(3, positive_int)
+    proj_norm: Norm = option("batch", one_of(*NORMS))
 
-    def __post_init__(self) -> None:
-        check_non_negative("BarlowTwinsConfig", "off_diagonal_weight", self.off_diagonal_weight)
-        check_head("BarlowTwinsConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_choice("BarlowTwinsConfig", "proj_norm", self.proj_norm, NORMS)
 
 
 def barlow_twins_projector(in_dim: int, config: BarlowTwinsConfig) -> nn.Sequential:
@@ -133,9 +133,9 @@ class BarlowTwins(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.encoder(v1)
+        h1 = self.encoder.embed(v1)
         z1 = gather_with_grad(self.projector(h1))
-        z2 = gather_with_grad(self.projector(self.encoder(v2)))
+        z2 = gather_with_grad(self.projector(self.encoder.embed(v2)))
         terms = self.criterion.terms(z1, z2)
         return {
             "loss": terms["loss"],
@@ -148,5 +148,5 @@ class BarlowTwins(nn.Module, PretextTask):
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> BarlowTwins:
     """``core.barlow_twins`` factory; ``options`` are :class:`BarlowTwinsConfig` fields."""
     return BarlowTwins(
-        encoder, dataset, config_from_options(BarlowTwinsConfig, options, "barlow_twins")
+        encoder, dataset, parse_options(BarlowTwinsConfig, options, "core.barlow_twins")
     )

@@ -26,15 +26,17 @@ from selfsup.distributed import gather_with_grad
 from selfsup.objectives.projection import (
     NORMS,
     Norm,
-    check_choice,
     check_embeddings,
-    check_fraction,
-    check_head,
-    check_positive_int,
-    config_from_options,
     encoder_dim,
     mlp_head,
     two_views,
+)
+from selfsup.options import (
+    fraction,
+    one_of,
+    option,
+    parse_options,
+    positive_int,
 )
 
 
@@ -83,20 +85,14 @@ class BYOLConfig:
     both heads.
     """
 
-    tau_base: float = 0.996
-    proj_hidden_dim: int = 4096
-    proj_out_dim: int = 256
-    proj_layers: int = 2
-    pred_hidden_dim: int = 4096
-    pred_layers: int = 2
-    proj_norm: Norm = "batch"
+    tau_base: float = option(0.996, fraction)
+    proj_hidden_dim: int = option(4096, positive_int)
+    proj_out_dim: int = option(256, positive_int)
+    proj_layers: int = option(2, positive_int)
+    pred_hidden_dim: int = option(4096, positive_int)
+    pred_layers: int = option(2, positive_int)
+    proj_norm: Norm = option("batch", one_of(*NORMS))
 
-    def __post_init__(self) -> None:
-        check_fraction("BYOLConfig", "tau_base", self.tau_base)
-        check_head("BYOLConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_positive_int("BYOLConfig", "pred_hidden_dim", self.pred_hidden_dim)
-        check_positive_int("BYOLConfig", "pred_layers", self.pred_layers)
-        check_choice("BYOLConfig", "proj_norm", self.proj_norm, NORMS)
 
 
 def byol_projector(in_dim: int, config: BYOLConfig) -> nn.Sequential:
@@ -136,7 +132,7 @@ class BYOL(nn.Module, PretextTask):
         self.config = config
         self.projector = byol_projector(encoder_dim(encoder, "byol"), config)
         self.predictor = byol_predictor(config)
-        self.target_encoder = copy.deepcopy(encoder)
+        self.target_encoder: Any = copy.deepcopy(encoder)
         self.target_projector = copy.deepcopy(self.projector)
         for module in (self.target_encoder, self.target_projector):
             module.requires_grad_(False)
@@ -145,12 +141,12 @@ class BYOL(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.encoder(v1)
+        h1 = self.encoder.embed(v1)
         p1 = gather_with_grad(self.predictor(self.projector(h1)))
-        p2 = gather_with_grad(self.predictor(self.projector(self.encoder(v2))))
+        p2 = gather_with_grad(self.predictor(self.projector(self.encoder.embed(v2))))
         with torch.no_grad():
-            z1 = gather_with_grad(self.target_projector(self.target_encoder(v1)))
-            z2 = gather_with_grad(self.target_projector(self.target_encoder(v2)))
+            z1 = gather_with_grad(self.target_projector(self.target_encoder.embed(v1)))
+            z2 = gather_with_grad(self.target_projector(self.target_encoder.embed(v2)))
         loss = self.criterion(p1, p2, z1, z2)
         return {"loss": loss, "embedding": h1.detach(), "tau": loss.new_tensor(self.tau)}
 
@@ -185,4 +181,4 @@ class BYOL(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> BYOL:
     """``core.byol`` factory; ``options`` are :class:`BYOLConfig` fields."""
-    return BYOL(encoder, dataset, config_from_options(BYOLConfig, options, "byol"))
+    return BYOL(encoder, dataset, parse_options(BYOLConfig, options, "core.byol"))

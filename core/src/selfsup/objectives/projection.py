@@ -4,17 +4,16 @@ Every method here puts an MLP (a *projector*, and for BYOL and SimSiam a
 *predictor*) on top of the encoder and computes its loss on the head's output;
 the encoder output before the head is what gets exported, being the better
 representation for downstream tasks (Chen et al. 2020, §4.2). :func:`mlp_head` builds those
-heads; the remaining helpers turn ``build(**options)`` into a validated config.
+heads. Options are read by :mod:`selfsup.options`.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
+
+from selfsup.options import check_value, one_of, positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -46,11 +45,10 @@ def mlp_head(
     it with ``nn.SyncBatchNorm.convert_sync_batchnorm``. ``"layer"`` and
     ``"none"`` do not couple samples.
     """
-    check_positive_int("mlp_head", "in_dim", in_dim)
-    check_positive_int("mlp_head", "hidden_dim", hidden_dim)
-    check_positive_int("mlp_head", "out_dim", out_dim)
-    check_positive_int("mlp_head", "n_layers", n_layers)
-    check_choice("mlp_head", "norm", norm, NORMS)
+    for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim),
+                        ("n_layers", n_layers)):
+        check_value("mlp_head", name, value, positive_int)
+    check_value("mlp_head", "norm", norm, one_of(*NORMS))
 
     dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
     layers: list[nn.Module] = []
@@ -71,33 +69,6 @@ def mlp_head(
     return nn.Sequential(*layers)
 
 
-# -- option handling -------------------------------------------------------------------
-
-
-class _Dataclass(Protocol):
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-
-ConfigT = TypeVar("ConfigT", bound=_Dataclass)
-
-
-def config_from_options(
-    config_cls: type[ConfigT], options: Mapping[str, Any], method: str
-) -> ConfigT:
-    """``config_cls(**options)``, refusing unknown options with the list of valid ones."""
-    valid = [f.name for f in fields(config_cls)]
-    unknown = [name for name in options if name not in valid]
-    if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise TypeError(
-            f"{method}: unknown option(s) {', '.join(hints)}. Valid options: {', '.join(valid)}"
-        )
-    return config_cls(**options)
-
-
 def encoder_dim(encoder: nn.Module, method: str) -> int:
     """The encoder's output width ``embed_dim``, the input width of the projector."""
     dim = getattr(encoder, "embed_dim", None)
@@ -113,44 +84,6 @@ def encoder_dim(encoder: nn.Module, method: str) -> int:
 def two_views(dataset: SSLDataset, batch: Any, generator: torch.Generator) -> tuple[Any, Any]:
     """Two independent stochastic views of ``batch``, drawn with the trainer's generator."""
     return dataset.augment(batch, generator), dataset.augment(batch, generator)
-
-
-# -- field validation: each names the field, the value and the fix ----------------------
-
-
-def check_positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
-
-
-def check_positive(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{owner}.{name} must be a number > 0, got {value!r}")
-
-
-def check_non_negative(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{owner}.{name} must be a number >= 0, got {value!r}")
-
-
-def check_fraction(owner: str, name: str, value: object) -> None:
-    """``0 <= value < 1``: a decay rate such as an EMA momentum."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{owner}.{name} must be in [0, 1), got {value!r}")
-
-
-def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"{owner}.{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-        )
-
-
-def check_head(owner: str, hidden_dim: object, out_dim: object, layers: object) -> None:
-    """The projector fields every config shares (``proj_hidden_dim`` and friends)."""
-    check_positive_int(owner, "proj_hidden_dim", hidden_dim)
-    check_positive_int(owner, "proj_out_dim", out_dim)
-    check_positive_int(owner, "proj_layers", layers)
 
 
 def check_embeddings(owner: str, z1: torch.Tensor, z2: torch.Tensor, min_batch: int) -> None:

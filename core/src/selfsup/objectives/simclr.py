@@ -21,14 +21,18 @@ from selfsup.distributed import gather_with_grad
 from selfsup.objectives.projection import (
     NORMS,
     Norm,
-    check_choice,
     check_embeddings,
-    check_head,
-    check_positive,
-    config_from_options,
     encoder_dim,
     mlp_head,
     two_views,
+)
+from selfsup.options import (
+    check_value,
+    one_of,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 
@@ -44,7 +48,7 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        check_positive("NTXentLoss", "temperature", temperature)
+        check_value("NTXentLoss", "temperature", temperature, positive)
         self.temperature = float(temperature)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -72,16 +76,12 @@ class SimCLRConfig:
     units and 128 outputs, with BatchNorm as in the official code.
     """
 
-    temperature: float = 0.1
-    proj_hidden_dim: int = 2048
-    proj_out_dim: int = 128
-    proj_layers: int = 2
-    proj_norm: Norm = "batch"
+    temperature: float = option(0.1, positive)
+    proj_hidden_dim: int = option(2048, positive_int)
+    proj_out_dim: int = option(128, positive_int)
+    proj_layers: int = option(2, positive_int)
+    proj_norm: Norm = option("batch", one_of(*NORMS))
 
-    def __post_init__(self) -> None:
-        check_positive("SimCLRConfig", "temperature", self.temperature)
-        check_head("SimCLRConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_choice("SimCLRConfig", "proj_norm", self.proj_norm, NORMS)
 
 
 def simclr_projector(in_dim: int, config: SimCLRConfig) -> nn.Sequential:
@@ -109,12 +109,12 @@ class SimCLR(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.encoder(v1)
+        h1 = self.encoder.embed(v1)
         z1 = gather_with_grad(self.projector(h1))
-        z2 = gather_with_grad(self.projector(self.encoder(v2)))
+        z2 = gather_with_grad(self.projector(self.encoder.embed(v2)))
         return {"loss": self.criterion(z1, z2), "embedding": h1.detach()}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> SimCLR:
     """``core.simclr`` factory; ``options`` are :class:`SimCLRConfig` fields."""
-    return SimCLR(encoder, dataset, config_from_options(SimCLRConfig, options, "simclr"))
+    return SimCLR(encoder, dataset, parse_options(SimCLRConfig, options, "core.simclr"))

@@ -28,16 +28,19 @@ from selfsup.distributed import gather_with_grad
 from selfsup.objectives.projection import (
     NORMS,
     Norm,
-    check_choice,
     check_embeddings,
-    check_fraction,
-    check_head,
-    check_non_negative,
-    check_positive_int,
-    config_from_options,
     encoder_dim,
     mlp_head,
     two_views,
+)
+from selfsup.options import (
+    check_value,
+    fraction,
+    non_negative,
+    one_of,
+    option,
+    parse_options,
+    positive_int,
 )
 
 PredictorKind = Literal["learned", "directpred"]
@@ -100,10 +103,10 @@ class DirectPredPredictor(nn.Module):
 
     def __init__(self, dim: int, rho: float = 0.3, eps: float = 0.1, freq: int = 1) -> None:
         super().__init__()
-        check_positive_int("DirectPredPredictor", "dim", dim)
-        check_fraction("DirectPredPredictor", "rho", rho)
-        check_non_negative("DirectPredPredictor", "eps", eps)
-        check_positive_int("DirectPredPredictor", "freq", freq)
+        check_value("DirectPredPredictor", "dim", dim, positive_int)
+        check_value("DirectPredPredictor", "rho", rho, fraction)
+        check_value("DirectPredPredictor", "eps", eps, non_negative)
+        check_value("DirectPredPredictor", "freq", freq, positive_int)
         self.rho = float(rho)
         self.eps = float(eps)
         self.freq = freq
@@ -146,24 +149,16 @@ class SimSiamConfig:
     a narrower projector or a larger ``directpred_freq`` keeps it cheap.
     """
 
-    proj_hidden_dim: int = 2048
-    proj_out_dim: int = 2048
-    proj_layers: int = 3
-    pred_hidden_dim: int = 512
-    proj_norm: Norm = "batch"
-    predictor: PredictorKind = "learned"
-    directpred_rho: float = 0.3
-    directpred_eps: float = 0.1
-    directpred_freq: int = 1
+    proj_hidden_dim: int = option(2048, positive_int)
+    proj_out_dim: int = option(2048, positive_int)
+    proj_layers: int = option(3, positive_int)
+    pred_hidden_dim: int = option(512, positive_int)
+    proj_norm: Norm = option("batch", one_of(*NORMS))
+    predictor: PredictorKind = option("learned", one_of(*PREDICTORS))
+    directpred_rho: float = option(0.3, fraction)
+    directpred_eps: float = option(0.1, non_negative)
+    directpred_freq: int = option(1, positive_int)
 
-    def __post_init__(self) -> None:
-        check_head("SimSiamConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_positive_int("SimSiamConfig", "pred_hidden_dim", self.pred_hidden_dim)
-        check_choice("SimSiamConfig", "proj_norm", self.proj_norm, NORMS)
-        check_choice("SimSiamConfig", "predictor", self.predictor, PREDICTORS)
-        check_fraction("SimSiamConfig", "directpred_rho", self.directpred_rho)
-        check_non_negative("SimSiamConfig", "directpred_eps", self.directpred_eps)
-        check_positive_int("SimSiamConfig", "directpred_freq", self.directpred_freq)
 
 
 def simsiam_projector(in_dim: int, config: SimSiamConfig) -> nn.Sequential:
@@ -214,9 +209,9 @@ class SimSiam(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.encoder(v1)
+        h1 = self.encoder.embed(v1)
         z1 = self.projector(h1)
-        z2 = self.projector(self.encoder(v2))
+        z2 = self.projector(self.encoder.embed(v2))
         # Targets take no gradient, so they are gathered without building a graph.
         t1 = gather_with_grad(z1.detach())
         t2 = gather_with_grad(z2.detach())
@@ -229,4 +224,4 @@ class SimSiam(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> SimSiam:
     """``core.simsiam`` factory; ``options`` are :class:`SimSiamConfig` fields."""
-    return SimSiam(encoder, dataset, config_from_options(SimSiamConfig, options, "simsiam"))
+    return SimSiam(encoder, dataset, parse_options(SimSiamConfig, options, "core.simsiam"))

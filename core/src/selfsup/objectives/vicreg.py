@@ -28,15 +28,19 @@ from selfsup.distributed import gather_with_grad
 from selfsup.objectives.projection import (
     NORMS,
     Norm,
-    check_choice,
     check_embeddings,
-    check_head,
-    check_non_negative,
-    check_positive,
-    config_from_options,
     encoder_dim,
     mlp_head,
     two_views,
+)
+from selfsup.options import (
+    check_value,
+    non_negative,
+    one_of,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 
@@ -66,9 +70,9 @@ class VICRegLoss(nn.Module):
             ("variance_weight", variance_weight),
             ("covariance_weight", covariance_weight),
         ):
-            check_non_negative("VICRegLoss", name, value)
-        check_positive("VICRegLoss", "variance_target", variance_target)
-        check_positive("VICRegLoss", "variance_eps", variance_eps)
+            check_value("VICRegLoss", name, value, non_negative)
+        check_value("VICRegLoss", "variance_target", variance_target, positive)
+        check_value("VICRegLoss", "variance_eps", variance_eps, positive)
         self.invariance_weight = float(invariance_weight)
         self.variance_weight = float(variance_weight)
         self.covariance_weight = float(covariance_weight)
@@ -119,23 +123,16 @@ class VICRegConfig:
     ``proj_hidden_dim=8192, proj_out_dim=8192`` on a GPU.
     """
 
-    invariance_weight: float = 25.0
-    variance_weight: float = 25.0
-    covariance_weight: float = 1.0
-    variance_target: float = 1.0
-    variance_eps: float = 1e-4
-    proj_hidden_dim: int = 2048
-    proj_out_dim: int = 2048
-    proj_layers: int = 3
-    proj_norm: Norm = "batch"
+    invariance_weight: float = option(25.0, non_negative)
+    variance_weight: float = option(25.0, non_negative)
+    covariance_weight: float = option(1.0, non_negative)
+    variance_target: float = option(1.0, positive)
+    variance_eps: float = option(1e-4, positive)
+    proj_hidden_dim: int = option(2048, positive_int)
+    proj_out_dim: int = option(2048, positive_int)
+    proj_layers: int = option(3, positive_int)
+    proj_norm: Norm = option("batch", one_of(*NORMS))
 
-    def __post_init__(self) -> None:
-        for name in ("invariance_weight", "variance_weight", "covariance_weight"):
-            check_non_negative("VICRegConfig", name, getattr(self, name))
-        check_positive("VICRegConfig", "variance_target", self.variance_target)
-        check_positive("VICRegConfig", "variance_eps", self.variance_eps)
-        check_head("VICRegConfig", self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_choice("VICRegConfig", "proj_norm", self.proj_norm, NORMS)
 
 
 def vicreg_projector(in_dim: int, config: VICRegConfig) -> nn.Sequential:
@@ -170,9 +167,9 @@ class VICReg(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.encoder(v1)
+        h1 = self.encoder.embed(v1)
         z1 = gather_with_grad(self.projector(h1))
-        z2 = gather_with_grad(self.projector(self.encoder(v2)))
+        z2 = gather_with_grad(self.projector(self.encoder.embed(v2)))
         terms = self.criterion.terms(z1, z2)
         out = {name: value.detach() for name, value in terms.items()}
         out["loss"] = terms["loss"]
@@ -182,4 +179,4 @@ class VICReg(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> VICReg:
     """``core.vicreg`` factory; ``options`` are :class:`VICRegConfig` fields."""
-    return VICReg(encoder, dataset, config_from_options(VICRegConfig, options, "vicreg"))
+    return VICReg(encoder, dataset, parse_options(VICRegConfig, options, "core.vicreg"))
