@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from selfsup_molecular import chem
-from selfsup_molecular.smiles import group_split, random_split
+from selfsup_molecular.splits import group_split, random_split
 from selfsup_molecular.tokenizer import SPECIAL_TOKENS, SmilesTokenizer, tokenize
 
 TRICKY = [

@@ -7,13 +7,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.plugins import Registry
-from selfsup.testing import check_encoder, check_plugin
+from selfsup.api import (
+    EMBEDDING,
+    TOKENS,
+    BaselineContext,
+    EvalContext,
+    Registry,
+    check_plugin,
+)
 
 TINY_MOLFORMER = {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "ffn_dim": 32}
-#: Morgan bits and RDKit descriptors are fixed features without parameters: the
-#: kit's pretext check (the loss must send a gradient into the encoder) cannot
-#: apply to them, so they skip check_plugin and get the encoder check below.
+#: The kit requires a view to keep every tensor's shape, padded length included; a
+#: randomized SMILES has its own token count, so its batch pads to another length
+#: (test_datasets.py checks those views). The kit runs on the masking-only views,
+#: which keep the length and are still stochastic.
+MASKING_ONLY = {"randomize": False}
+#: Morgan bits and RDKit descriptors: fixed features, registered as baselines
 FIXED_FEATURES = ("molecular.morgan", "molecular.rdkit_descriptors")
 
 CSV = """smiles,logS
@@ -45,12 +54,11 @@ def registry(csv_path: Path) -> Registry:
     return check_plugin(
         "molecular",
         dataset_options={
-            "molecular.chembl2321810": {"corpus_size": 40},
-            "molecular.corpus": {"corpus_size": 40},
-            "molecular.csv": {"path": str(csv_path)},
+            "molecular.chembl2321810": {"corpus_size": 40, "views": MASKING_ONLY},
+            "molecular.corpus": {"corpus_size": 40, "views": MASKING_ONLY},
+            "molecular.csv": {"path": str(csv_path), "views": MASKING_ONLY},
         },
         encoder_options={"molecular.molformer": TINY_MOLFORMER},
-        skip=FIXED_FEATURES,
     )
 
 
@@ -58,13 +66,51 @@ def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "molecular")
     keys = {key for keys in report.registered.values() for key in keys}
     assert {"molecular.molformer", "molecular.mlm", "molecular.mtr",
-            "molecular.random_forest", "molecular.chembl2321810"} <= keys
+            "molecular.random_forest", "molecular.chembl2321810", *FIXED_FEATURES} <= keys
+    assert set(report.registered["baseline"]) == set(FIXED_FEATURES)
+    assert not set(FIXED_FEATURES) & set(report.registered["encoder"])
+
+
+def test_faces_are_declared(registry: Registry) -> None:
+    assert registry.get("encoder", "molecular.molformer").faces == (EMBEDDING, TOKENS)
+    assert registry.get("pretext", "molecular.mlm").face == TOKENS
+    assert registry.get("pretext", "molecular.mtr").face == EMBEDDING
+    assert registry.get("evaluator", "molecular.random_forest").face == EMBEDDING
 
 
 @pytest.mark.parametrize("key", FIXED_FEATURES)
-def test_fixed_feature_encoders_conform(registry: Registry, csv_path: Path, key: str) -> None:
+def test_fixed_feature_baselines_offer_the_embedding_face(
+    registry: Registry, csv_path: Path, key: str
+) -> None:
     dataset = registry.get("dataset", "molecular.csv").build(path=str(csv_path))
-    check_encoder(registry.get("encoder", key), dataset)
+    spec = registry.get("baseline", key)
+    assert spec.faces == (EMBEDDING,) and spec.accepts(dataset.modality)
+
+    def no_encoder() -> torch.nn.Module:
+        raise AssertionError("a fixed-feature baseline builds no encoder")
+
+    context = BaselineContext(encoder_factory=no_encoder, eval=EvalContext(seeds=(0,)))
+    model = spec.build(dataset, context)
+    batch, _, _ = next(dataset.labelled_batches("train", batch_size=4))
+    z = model.embed(batch)
+    assert z.shape == (4, model.embed_dim) and z.dtype == torch.float32
+    assert torch.isfinite(z).all() and torch.equal(model(batch), z)
+    assert not list(model.parameters())
+
+
+def test_fixed_feature_baseline_options_are_checked(registry: Registry, csv_path: Path) -> None:
+    dataset = registry.get("dataset", "molecular.csv").build(path=str(csv_path))
+    context = BaselineContext(encoder_factory=torch.nn.Identity, eval=EvalContext())
+    morgan = registry.get("baseline", "molecular.morgan")
+    assert morgan.build(dataset, context, n_bits=512).embed_dim == 512
+    with pytest.raises(ValueError, match=r"molecular\.morgan: option n_bits must be a positive "
+                                         r"int, got 0"):
+        morgan.build(dataset, context, n_bits=0)
+    with pytest.raises(TypeError, match="did you mean 'radius'"):
+        morgan.build(dataset, context, radious=3)
+    with pytest.raises(ValueError, match=r"molecular\.rdkit_descriptors: option clip must be a "
+                                         r"number > 0"):
+        registry.get("baseline", "molecular.rdkit_descriptors").build(dataset, context, clip=0)
 
 
 def test_benchmark_names_the_issue_components(registry: Registry) -> None:
@@ -72,11 +118,13 @@ def test_benchmark_names_the_issue_components(registry: Registry) -> None:
     assert bench.dataset == "molecular.chembl2321810" and bench.encoder == "molecular.molformer"
     assert set(bench.pretexts) == {"molecular.mlm", "molecular.mtr", "core.simclr",
                                    "core.barlow_twins"}
-    assert {"encoder:molecular.morgan", "encoder:molecular.rdkit_descriptors", "mean",
-            "random_init", "supervised"} <= set(bench.baselines)
+    # the 0.1 rows mean, random_init, supervised, encoder:molecular.morgan and
+    # encoder:molecular.rdkit_descriptors, in that order, under their 0.2 keys
+    assert bench.baselines == ("core.mean", "core.random_init", "core.supervised",
+                               "molecular.morgan", "molecular.rdkit_descriptors")
     for name in bench.baselines:
-        if name.startswith("encoder:"):
-            registry.get("encoder", name.split(":", 1)[1])
+        registry.get("baseline", name)
+    assert not bench.baseline_options  # core.supervised keeps its 60 epochs, as in 0.1
     assert bench.gpu_train["steps"] > bench.train["steps"]
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.components import DatasetSpec, SSLDataset
-from selfsup.testing import check_dataset
+from selfsup.api import SMILES, DatasetSpec, SSLDataset, check_dataset
 from selfsup_molecular import chem, chembl, moleculenet
 from selfsup_molecular.corpus import NCI_FILE, WEHI_FILE, build_corpus, load_corpus, rdkit_file
 from selfsup_molecular.smiles import (
@@ -23,9 +22,10 @@ from selfsup_molecular.smiles import (
     MISSING_LABEL,
     TOO_LONG,
     SmilesDataset,
-    group_split,
 )
+from selfsup_molecular.splits import group_split
 from selfsup_molecular.tokenizer import tokenize
+from selfsup_molecular.views import DEFAULT_VIEWS
 
 VALID = [
     "CC(=O)Nc1ccc(O)cc1",
@@ -288,16 +288,43 @@ def test_augment_views(small: SmilesDataset) -> None:
 
 
 def test_augment_mask_rate() -> None:
-    ds = SmilesDataset(load_corpus(256, seed=0).smiles, mask_prob=0.3)
+    ds = SmilesDataset(load_corpus(256, seed=0).smiles, views={"mask_prob": 0.3})
     batch = ds.collate(ds.pretrain_set()[i] for i in range(256))
     view = ds.augment(batch, torch.Generator().manual_seed(3))
     ordinary = view["attention_mask"].sum() - 2 * 256
     rate = (view["input_ids"] == ds.tokenizer.mask_id).sum() / ordinary
     assert 0.27 < float(rate) < 0.33
-    unmasked = SmilesDataset(ds.pretrain_smiles[:20], mask_prob=0.0)
+    unmasked = SmilesDataset(ds.pretrain_smiles[:20], views={"mask_prob": 0.0})
     view = unmasked.augment(unmasked.collate(unmasked.pretrain_smiles), torch.Generator())
     for row, s in zip(view["input_ids"], unmasked.pretrain_smiles):
         assert chem.canonical(unmasked.tokenizer.decode(row.tolist())) == s
+
+
+def test_views_without_randomizing_keep_the_canonical_smiles(small: SmilesDataset) -> None:
+    ds = SmilesDataset(small.pretrain_smiles, views={"randomize": False, "mask_prob": 0.3})
+    batch = ds.collate(ds.pretrain_smiles[:8])
+    view = ds.augment(batch, torch.Generator().manual_seed(0))
+    assert view["smiles"] == batch["smiles"]  # the same strings: only masking varies
+    masked = view["input_ids"] == ds.tokenizer.mask_id
+    assert masked.any()
+    assert torch.equal(view["input_ids"][~masked], batch["input_ids"][~masked])
+
+
+def test_view_options_are_declared_once_and_checked(small: SmilesDataset) -> None:
+    assert small.views.mask_prob == 0.15 and small.views.randomize is True
+    with pytest.raises(ValueError, match=r"test\.bad views: option mask_prob must be in "
+                                         r"\[0, 1\), got 1\.5"):
+        SmilesDataset(["CCO"], views={"mask_prob": 1.5}, name="test.bad")
+    with pytest.raises(TypeError, match=r"unknown option 'mask_rate'.*did you mean 'mask_prob'"):
+        SmilesDataset(["CCO"], views={"mask_rate": 0.2})
+    # through the spec: the factory gets the declared views, updated by the user's table
+    spec = DatasetSpec("molecular.corpus", build_corpus, (SMILES,), "test",
+                       {"corpus_size": 32}, views=DEFAULT_VIEWS)
+    assert spec.build(views={"mask_prob": 0.4}).views.mask_prob == 0.4
+    with pytest.raises(TypeError, match="unknown view option"):
+        spec.build(views={"mask_rate": 0.2})
+    with pytest.raises(TypeError, match="unknown option"):
+        build_corpus(corpus_size=32, mask_prob=0.2)  # a view option, not a dataset one
 
 
 def test_augment_falls_back_to_canonical_when_too_long(
@@ -324,11 +351,26 @@ def test_labelled_batches_and_input_features(chembl_ds: SmilesDataset) -> None:
     assert feats.shape == (4, 2048) and feats.dtype == torch.float32 and feats.sum() > 0
 
 
+def test_randomized_views_change_only_the_padded_length(small: SmilesDataset) -> None:
+    """What the conformance kit cannot check: its shape test refuses a view whose
+    padded length differs from the batch's, which a randomized SMILES may have."""
+    batch = small.collate(small.pretrain_smiles[:8])
+    view = small.augment(batch, torch.Generator().manual_seed(0))
+    assert view.keys() == batch.keys() and len(view["smiles"]) == 8
+    for key in ("input_ids", "attention_mask"):
+        assert view[key].dtype == batch[key].dtype and view[key].shape[0] == 8
+    assert view["input_ids"].shape[1] == int(view["attention_mask"].sum(1).max())
+
+
 def test_conformance_kit_accepts_the_datasets(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "mols.csv", messy_rows(), ("smiles", "y"))
+    masking_only = {"randomize": False}  # see test_randomized_views_change_only_the_padded_length
     for key, factory, options in (
         ("molecular.csv", moleculenet.build, {"path": path, "split": "random"}),
         ("molecular.corpus", build_corpus, {"corpus_size": 64}),
     ):
-        spec = DatasetSpec(key, factory, ("smiles",), "test", options)
-        assert isinstance(check_dataset(spec), SSLDataset)
+        spec = DatasetSpec(key, factory, (SMILES,), "test", options, views=DEFAULT_VIEWS)
+        ds = check_dataset(spec, views=masking_only)
+        assert isinstance(ds, SSLDataset)
+        # the registry stamps the spec's name, modality and offline status on the dataset
+        assert (ds.name, ds.modality, ds.offline) == (key, SMILES, True)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from selfsup.components import EvalContext, TaskSpec
-from selfsup_molecular import features
+from selfsup.api import BaselineContext, EvalContext, TaskSpec, Tokens
+from selfsup_molecular import baselines, features
 from selfsup_molecular.evaluators import random_forest
 from selfsup_molecular.molformer import (
     MolFormerConfig,
@@ -142,7 +142,7 @@ def test_padding_does_not_change_a_molecules_embedding() -> None:
     torch.testing.assert_close(padded[1:], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_encoder_shapes_defaults_and_token_states() -> None:
+def test_encoder_shapes_defaults_and_faces() -> None:
     dataset = unlabelled()
     encoder = build_molformer(dataset)
     assert encoder.embed_dim == 128 and len(encoder.blocks) == 4
@@ -150,10 +150,16 @@ def test_encoder_shapes_defaults_and_token_states() -> None:
     batch = dataset.collate(MOLECULES[:4])
     encoder.eval()
     with torch.no_grad():
-        states = encoder.token_states(batch)
-        z = encoder(batch)
-    assert states.shape == (*batch["input_ids"].shape, 128)
+        tokens = encoder.tokens(batch)
+        z = encoder.embed(batch)
+        assert torch.equal(encoder(batch), z)  # forward is the first face, embedding
+    assert isinstance(tokens, Tokens)
+    assert tokens.states.shape == (*batch["input_ids"].shape, 128)
+    assert torch.equal(tokens.mask, batch["attention_mask"])
+    assert tokens.flat().shape == (int(batch["attention_mask"].sum()), 128)
     assert z.shape == (4, 128) and torch.isfinite(z).all()
+    # the embedding is the mean of the real tokens' states
+    torch.testing.assert_close(z, MolFormerEncoder.pool(tokens.states, tokens.mask))
 
 
 def test_encoder_options_are_validated_with_the_fix() -> None:
@@ -161,6 +167,13 @@ def test_encoder_options_are_validated_with_the_fix() -> None:
         build_molformer(unlabelled(), embed_dim=12, n_heads=4)  # head width 3
     with pytest.raises(TypeError, match="did you mean 'n_layers'"):
         build_molformer(unlabelled(), n_layer=2)
+    with pytest.raises(ValueError, match=r"molecular\.molformer: option n_heads must be a "
+                                         r"positive int, got 0"):
+        build_molformer(unlabelled(), n_heads=0)
+    with pytest.raises(ValueError, match=r"option dropout must be in \[0, 1\), got 1"):
+        build_molformer(unlabelled(), dropout=1)
+    with pytest.raises(ValueError, match="option rotary_base must be a number > 1"):
+        build_molformer(unlabelled(), rotary_base=1.0)
     with pytest.raises(TypeError, match="input_ids"):
         tiny_encoder(unlabelled())(torch.zeros(2, 5))
 
@@ -235,6 +248,37 @@ def test_mlm_can_tie_its_output_layer_to_the_embedding() -> None:
         mlm.build(encoder, dataset, replace_mask=0.9, replace_random=0.2)
 
 
+def test_mlm_options_are_checked() -> None:
+    dataset = unlabelled()
+    encoder = tiny_encoder(dataset)
+    with pytest.raises(ValueError, match=r"molecular\.mlm: option mask_prob must be in "
+                                         r"\(0, 1\], got 0"):
+        mlm.build(encoder, dataset, mask_prob=0)
+    with pytest.raises(ValueError, match=r"option replace_random must be in \[0, 1\], got -0.1"):
+        mlm.build(encoder, dataset, replace_random=-0.1)
+    with pytest.raises(ValueError, match="option tie_weights must be true or false"):
+        mlm.build(encoder, dataset, tie_weights="yes")
+    with pytest.raises(ValueError, match=r"molecular\.mtr: option clip must be a number > 0"):
+        mtr.build(encoder, dataset, clip=0)
+
+
+def test_mlm_trains_the_tokens_face() -> None:
+    """The task reads token states only through encoder.tokens(batch)."""
+    dataset = unlabelled()
+    encoder = tiny_encoder(dataset)
+    task = mlm.build(encoder, dataset)
+    calls: list[str] = []
+    original = encoder.tokens
+
+    def tokens(batch: Any) -> Tokens:
+        calls.append("tokens")
+        return original(batch)
+
+    encoder.tokens = tokens  # type: ignore[method-assign]
+    task(dataset.collate(MOLECULES[:4]), torch.Generator().manual_seed(0))
+    assert calls == ["tokens"]
+
+
 # -- multi-task regression on descriptors -----------------------------------------------------
 
 
@@ -279,25 +323,32 @@ def test_mtr_loss_is_finite_reaches_the_encoder_and_drops() -> None:
 # -- fixed features ---------------------------------------------------------------------------
 
 
+def _no_encoder_context() -> BaselineContext:
+    def no_encoder() -> nn.Module:
+        raise AssertionError("a fixed-feature baseline builds no encoder")
+
+    return BaselineContext(encoder_factory=no_encoder, eval=EvalContext(seeds=(0,)))
+
+
 def test_morgan_fingerprint_matches_rdkit_and_reads_the_batch_smiles() -> None:
     from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
     dataset = unlabelled()
-    encoder = features.build_morgan(dataset)
-    z = encoder(dataset.collate(MOLECULES[:3]))
+    encoder = baselines.build_morgan(dataset, _no_encoder_context())
+    z = encoder.embed(dataset.collate(MOLECULES[:3]))
     assert encoder.embed_dim == 2048 and z.shape == (3, 2048) and z.dtype == torch.float32
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     expected = gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(MOLECULES[0]))
     np.testing.assert_array_equal(z[0].numpy(), expected.astype(np.float32))
-    assert torch.equal(encoder(["not a smiles"]), torch.zeros(1, 2048))
+    assert torch.equal(encoder.embed(["not a smiles"]), torch.zeros(1, 2048))
 
 
 def test_rdkit_descriptors_are_standardised_on_train_and_finite() -> None:
     dataset = labelled("regression")
-    encoder = features.build_descriptors(dataset)
+    encoder = baselines.build_descriptors(dataset, _no_encoder_context())
     assert encoder.embed_dim == len(features.descriptor_names()) > 150
-    z = encoder(dataset.collate(dataset.labelled_smiles("train")))
+    z = encoder.embed(dataset.collate(dataset.labelled_smiles("train")))
     assert torch.isfinite(z).all()
     moving = z.std(dim=0) > 0
     assert torch.allclose(z.mean(dim=0), torch.zeros(encoder.embed_dim), atol=1e-4)
@@ -340,7 +391,7 @@ class HeavyAtoms(nn.Module):
 
     embed_dim = 2
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def embed(self, batch: Any) -> torch.Tensor:
         raw = features.compute_descriptors(batch["smiles"])
         count = raw[:, features.descriptor_names().index("HeavyAtomCount")]
         return torch.tensor(np.stack([count, np.zeros_like(count)], axis=1), dtype=torch.float32)

@@ -17,10 +17,10 @@ is a hard extrapolation test.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from .corpus import load_corpus, rdkit_file
 from .smiles import DEFAULT_MAX_LENGTH, SmilesDataset, clean_rows, labelled_dataset
@@ -57,7 +57,7 @@ def build(
     split: str = "scaffold",
     seed: int = 0,
     max_length: int = DEFAULT_MAX_LENGTH,
-    mask_prob: float = 0.15,
+    views: Mapping[str, Any] | None = None,
     name: str = "molecular.chembl2321810",
     **unknown: Any,
 ) -> SmilesDataset:
@@ -65,11 +65,13 @@ def build(
 
     ``corpus_size``: a seeded random subset of the corpus (for speed); default all.
     ``split``: ``"scaffold"`` (deterministic) or ``"random"`` (with ``seed``).
+    ``views``: options of :class:`~selfsup_molecular.views.SmilesViews`, as the
+    :class:`~selfsup.api.DatasetSpec` declares them (``[dataset.views]``).
     """
     if unknown:
         raise TypeError(
             f"{name}: unknown option(s) {sorted(unknown)}; "
-            "options are corpus_size, split, seed, max_length, mask_prob"
+            "options are corpus_size, split, seed, max_length, views"
         )
     clean = clean_rows(read_rows(), max_length=max_length, need_label=True)
     corpus = load_corpus(corpus_size, seed, max_length=max_length)
@@ -81,7 +83,7 @@ def build(
         split=split,
         seed=seed,
         max_length=max_length,
-        mask_prob=mask_prob,
+        views=views,
         pretrain_source="RDKit corpus" + (f" subset ({len(corpus)})" if corpus_size else ""),
         notes=[f"ChEMBL2321810 activity (regression): {len(clean)} compounds", corpus.summary()],
         source=f"{SMILES_FILE} + {ACTIVITY_FILE}",

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,21 +241,24 @@ def build_corpus(
     corpus_size: int | None = None,
     seed: int = 0,
     max_length: int = DEFAULT_MAX_LENGTH,
-    mask_prob: float = 0.15,
+    views: Mapping[str, Any] | None = None,
     name: str = "molecular.corpus",
     **unknown: Any,
 ) -> SmilesDataset:
-    """``molecular.corpus``: the RDKit corpus as an unlabelled pretraining dataset."""
+    """``molecular.corpus``: the RDKit corpus as an unlabelled pretraining dataset.
+
+    ``views``: options of :class:`~selfsup_molecular.views.SmilesViews`.
+    """
     if unknown:
         raise TypeError(
             f"{name}: unknown option(s) {sorted(unknown)}; "
-            "options are corpus_size, seed, max_length, mask_prob"
+            "options are corpus_size, seed, max_length, views"
         )
     report = load_corpus(corpus_size, seed, max_length=max_length)
     return SmilesDataset(
         report.smiles,
         max_length=max_length,
-        mask_prob=mask_prob,
+        views=views,
         name=name,
         skipped=report.skipped,
         notes=[report.summary()],

@@ -1,16 +1,18 @@
-"""Fixed molecular features as "encoders", for the baselines a learned encoder must beat.
+"""Fixed molecular features, the baselines a learned encoder must beat.
 
-- :class:`MorganFingerprint` (``molecular.morgan``): Morgan / ECFP4-like bit
-  vectors, radius 2, 2048 bits (Rogers & Hahn, "Extended-Connectivity
+- :class:`MorganFingerprint` (baseline ``molecular.morgan``): Morgan / ECFP4-like
+  bit vectors, radius 2, 2048 bits (Rogers & Hahn, "Extended-Connectivity
   Fingerprints", J. Chem. Inf. Model. 50, 742-754, 2010), from RDKit's
   ``rdFingerprintGenerator``.
-- :class:`RDKitDescriptors` (``molecular.rdkit_descriptors``): RDKit's 2D
+- :class:`RDKitDescriptors` (baseline ``molecular.rdkit_descriptors``): RDKit's 2D
   descriptors (``rdkit.Chem.Descriptors.descList``, 217 in RDKit 2026.09: weights,
   logP, TPSA, counts, topological and E-state indices), the same list that
   :mod:`selfsup_molecular.pretexts.mtr` regresses. Non-finite values become 0.
 
-Neither has trainable parameters; the bench uses them as ``encoder:<key>``
-baselines, probed by the same evaluators as the pretrained encoders. Both read
+Neither has trainable parameters. Each is a module offering the ``embedding`` face
+(``embed(batch)``, also ``forward``), built by :mod:`selfsup_molecular.baselines`
+and probed by the same evaluators as the pretrained encoders (changed in 0.2: they
+were registered as encoders and named ``encoder:<key>`` in benchmarks). Both read
 the batch's ``"smiles"`` list, so they work on any ``smiles`` dataset, and both
 keep a per-process cache from SMILES string to feature row: the evaluators embed
 the same splits once per seed and per epoch, and a descriptor row costs about
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.components import SSLDataset
+from selfsup.api import SSLDataset, check_value, non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -207,17 +209,18 @@ class MorganFingerprint(nn.Module):
 
     def __init__(self, radius: int = 2, n_bits: int = 2048) -> None:
         super().__init__()
-        for name, value, least in (("radius", radius, 0), ("n_bits", n_bits, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"molecular.morgan: {name} must be an int >= {least}, "
-                                 f"got {value!r}")
+        check_value("molecular.morgan", "radius", radius, non_negative_int)
+        check_value("molecular.morgan", "n_bits", n_bits, positive_int)
         self.radius = radius
         self.n_bits = n_bits
         self.embed_dim: int = n_bits
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def embed(self, batch: Any) -> torch.Tensor:
         bits = morgan_bits(_smiles_of(batch, "molecular.morgan"), self.radius, self.n_bits)
         return torch.from_numpy(bits.astype(np.float32)).to(_device_of(batch))
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.embed(batch)
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,13 @@ class RDKitDescriptors(nn.Module):
                              "fit its scaling with drop_nonfinite=False")
         self.embed_dim: int = n
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def embed(self, batch: Any) -> torch.Tensor:
         raw = compute_descriptors(_smiles_of(batch, "molecular.rdkit_descriptors"))
         z = self.scaling.transform(raw)
         return torch.from_numpy(z.astype(np.float32)).to(_device_of(batch))
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.embed(batch)
 
 
 def fit_smiles(dataset: SSLDataset, limit: int = 5000) -> list[str]:
@@ -322,14 +328,3 @@ def fit_smiles(dataset: SSLDataset, limit: int = 5000) -> list[str]:
         return [str(train[i][0]) for i in range(len(train))]  # type: ignore[arg-type]
     pre = dataset.pretrain_set()
     return [str(pre[i]) for i in range(min(limit, len(pre)))]  # type: ignore[arg-type]
-
-
-def build_morgan(dataset: SSLDataset, radius: int = 2, n_bits: int = 2048) -> MorganFingerprint:
-    """``molecular.morgan`` factory (``dataset`` is unused: features need no fitting)."""
-    return MorganFingerprint(radius=radius, n_bits=n_bits)
-
-
-def build_descriptors(dataset: SSLDataset, clip: float = 10.0) -> RDKitDescriptors:
-    """``molecular.rdkit_descriptors`` factory: z-scored on the dataset's training molecules."""
-    raw = compute_descriptors(fit_smiles(dataset))
-    return RDKitDescriptors(fit_descriptor_scaling(raw, drop_nonfinite=False, clip=clip))

@@ -20,10 +20,11 @@ hidden); or ``"corpus"``, the RDKit corpus less every molecule of the file.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from .smiles import DEFAULT_MAX_LENGTH, SmilesDataset, clean_rows, labelled_dataset
 
@@ -71,7 +72,7 @@ def build(
     pretrain_on: str = "self",
     corpus_size: int | None = None,
     max_length: int = DEFAULT_MAX_LENGTH,
-    mask_prob: float = 0.15,
+    views: Mapping[str, Any] | None = None,
     name: str = "molecular.csv",
     **unknown: Any,
 ) -> SmilesDataset:
@@ -80,12 +81,13 @@ def build(
     ``label_column``: may be left out when the file has one column besides the
     SMILES. ``split``: ``"scaffold"`` (deterministic Bemis-Murcko, 80/10/10) or
     ``"random"`` (with ``seed``). ``corpus_size``: subset of the corpus when
-    ``pretrain_on="corpus"``.
+    ``pretrain_on="corpus"``. ``views``: options of
+    :class:`~selfsup_molecular.views.SmilesViews`.
     """
     if unknown:
         raise TypeError(
             f"{name}: unknown option(s) {sorted(unknown)}; options are path, smiles_column, "
-            "label_column, task, split, seed, pretrain_on, corpus_size, max_length, mask_prob"
+            "label_column, task, split, seed, pretrain_on, corpus_size, max_length, views"
         )
     if path is None:
         raise ValueError(f"{name}: give path=... the CSV file to read (MoleculeNet layout)")
@@ -119,7 +121,7 @@ def build(
         split=split,
         seed=seed,
         max_length=max_length,
-        mask_prob=mask_prob,
+        views=views,
         pretrain_source=pretrain_source,
         notes=notes,
         source=str(path),

@@ -24,6 +24,13 @@ relative, so this module follows the RoFormer paper. Both sums are computed in
 ``O(L D^2)`` by first contracting keys with values. Padding is removed by zeroing
 the padded keys' features, so a padded position contributes to no sum.
 
+Faces (``selfsup.api``): ``embedding`` (:meth:`MolFormerEncoder.embed`, the
+mean-pooled ``[B, D]`` molecule embedding, also ``forward``) and ``tokens``
+(:meth:`MolFormerEncoder.tokens`, the last layer's ``[B, L, D]`` token states with
+the batch's attention mask), which token-level pretexts such as ``molecular.mlm``
+train. Changed in 0.2: ``tokens`` replaces the ``token_states`` method that
+pretexts probed for; ``token_states`` stays as the computation both faces share.
+
 Defaults are small so that pretraining runs on a laptop CPU: width 128, 4
 layers of 4 heads, feed-forward width 256, dropout 0.1 (0.53M parameters
 plus the embedding table). MoLFormer-XL is 768 wide with 12 layers and 12 heads.
@@ -39,52 +46,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import SSLDataset
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    SSLDataset,
+    Tokens,
+    fraction,
+    option,
+    parse_options,
+    positive,
+    positive_int,
+)
 
 #: The batch keys the encoder reads (see the dataset's ``collate``).
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"
+
+
+def _above_one(x: Any) -> str | None:
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and x > 1
+    return None if ok else "be a number > 1"
 
 
 @dataclass(frozen=True)
 class MolFormerConfig:
     """Options of :func:`build` (``molecular.molformer``).
 
-    ``embed_dim``: token and molecule embedding width. ``n_layers``: transformer
-    blocks. ``n_heads``: attention heads (``embed_dim / n_heads`` must be even,
-    since rotary embeddings rotate pairs of dimensions). ``ffn_dim``: hidden width
-    of the GELU feed-forward layer. ``dropout``: on attention and feed-forward
-    outputs and on the embeddings. ``rotary_base``: the RoFormer frequency base
-    ``theta_i = base^(-2i/d)``. ``eps``: added to the attention normaliser.
+    ``embed_dim / n_heads`` must be even, since rotary embeddings rotate pairs of
+    dimensions; the per-field checks run in :func:`build` (``parse_options``).
     """
 
-    embed_dim: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    ffn_dim: int = 256
-    dropout: float = 0.1
-    rotary_base: float = 10000.0
-    eps: float = 1e-6
+    embed_dim: int = option(128, positive_int, "token and molecule embedding width")
+    n_layers: int = option(4, positive_int, "transformer blocks")
+    n_heads: int = option(4, positive_int, "attention heads (embed_dim / n_heads even)")
+    ffn_dim: int = option(256, positive_int, "hidden width of the GELU feed-forward layer")
+    dropout: float = option(0.1, fraction, "dropout on embeddings, attention and FFN outputs")
+    rotary_base: float = option(10000.0, _above_one,
+                                "RoFormer frequency base: theta_i = base^(-2i/d)")
+    eps: float = option(1e-6, positive, "added to the attention normaliser")
 
     def __post_init__(self) -> None:
-        for name in ("embed_dim", "n_layers", "n_heads", "ffn_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MolFormerConfig.{name} must be a positive int, got {value!r}")
-        if self.embed_dim % self.n_heads or (self.embed_dim // self.n_heads) % 2:
+        heads, dim = self.n_heads, self.embed_dim
+        if not (positive_int(heads) is None and positive_int(dim) is None):
+            return  # parse_options reports the field itself
+        if dim % heads or (dim // heads) % 2:
             raise ValueError(
-                f"MolFormerConfig: embed_dim={self.embed_dim} must split into n_heads="
-                f"{self.n_heads} heads of even width (rotary embeddings rotate pairs); "
-                "e.g. embed_dim=128 with n_heads=4 or 8"
+                f"molecular.molformer: embed_dim={dim} must split into n_heads={heads} "
+                "heads of even width (rotary embeddings rotate pairs); e.g. embed_dim=128 "
+                "with n_heads=4 or 8"
             )
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"MolFormerConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.rotary_base, (int, float)) or not self.rotary_base > 1:
-            raise ValueError(
-                f"MolFormerConfig.rotary_base must be a number > 1, got {self.rotary_base!r}"
-            )
-        if not isinstance(self.eps, (int, float)) or not self.eps > 0:
-            raise ValueError(f"MolFormerConfig.eps must be a number > 0, got {self.eps!r}")
 
 
 # -- rotary position embeddings ---------------------------------------------------------
@@ -209,11 +216,12 @@ class Block(nn.Module):
 class MolFormerEncoder(nn.Module):
     """SMILES tokens ``[B, L]`` to molecule embeddings ``[B, embed_dim]``.
 
-    ``forward(batch)`` takes the dataset's collated batch (``input_ids`` ``[B, L]``
-    and ``attention_mask`` ``[B, L]``, True on real tokens) and returns the masked
-    mean of :meth:`token_states` over the real tokens. A molecule's embedding does
-    not depend on how much padding its batch adds (padding is masked out of every
-    key and out of the pool, and positions count from the first token).
+    Every face takes the dataset's collated batch (``input_ids`` ``[B, L]`` and
+    ``attention_mask`` ``[B, L]``, True on real tokens). :meth:`embed` (and
+    ``forward``) returns the masked mean of :meth:`token_states` over the real
+    tokens; :meth:`tokens` returns the states with the mask. A molecule's embedding
+    does not depend on how much padding its batch adds (padding is masked out of
+    every key and out of the pool, and positions count from the first token).
     """
 
     def __init__(self, vocab_size: int, pad_id: int, config: MolFormerConfig) -> None:
@@ -249,9 +257,19 @@ class MolFormerEncoder(nn.Module):
         weights = mask.to(states.dtype).unsqueeze(-1)
         return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
-    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The ``embedding`` face: mean of the token states over real tokens, ``[B, D]``."""
         _, mask = _inputs(batch)
         return self.pool(self.token_states(batch), mask)
+
+    def tokens(self, batch: Mapping[str, Any]) -> Tokens:
+        """The ``tokens`` face: states ``[B, L, D]`` and the batch's mask ``[B, L]``
+        (True on real tokens, ``<bos>`` and ``<eos>`` included)."""
+        _, mask = _inputs(batch)
+        return Tokens(self.token_states(batch), mask)
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.embed(batch)
 
 
 def _inputs(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,5 +311,5 @@ def build(dataset: SSLDataset, **options: Any) -> MolFormerEncoder:
             f"(vocab_size, pad_id); dataset {dataset.name!r} ({type(dataset).__name__}) "
             "has none. Use a molecular.* dataset"
         )
-    config = config_from_options(MolFormerConfig, options, "molecular.molformer")
+    config = parse_options(MolFormerConfig, options, "molecular.molformer")
     return MolFormerEncoder(int(tokenizer.vocab_size), int(tokenizer.pad_id), config)

@@ -9,17 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from selfsup import hookimpl
-from selfsup.components import (
+from selfsup.api import (
+    ANY_MODALITY,
+    EMBEDDING,
+    SMILES,
+    TOKENS,
+    BaselineSpec,
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
     EvaluatorSpec,
     PretextSpec,
+    hookimpl,
 )
 
+from .views import DEFAULT_VIEWS
+
 Register = Callable[[Any], None]
-SMILES = ("smiles",)
+MODALITIES = (SMILES,)
 
 
 @hookimpl
@@ -28,33 +35,36 @@ def register_datasets(register: Register) -> None:
         DatasetSpec(
             "molecular.chembl2321810",
             "selfsup_molecular.chembl:build",
-            SMILES,
+            MODALITIES,
             "ChEMBL2321810 activity set shipped with RDKit (1,017 compounds, pIC50-like "
             "regression, scaffold split 80/10/10); pretrains on the RDKit corpus",
             options={"split": "scaffold", "seed": 0, "max_length": 128},
             offline=True,
+            views=DEFAULT_VIEWS,
         )
     )
     register(
         DatasetSpec(
             "molecular.corpus",
             "selfsup_molecular.corpus:build_corpus",
-            SMILES,
+            MODALITIES,
             "RDKit-shipped pretraining corpus (NCI first 5K + WEHI PAINS test set, about "
             "14,900 unique canonical SMILES), unlabelled",
             options={"max_length": 128},
             offline=True,
+            views=DEFAULT_VIEWS,
         )
     )
     register(
         DatasetSpec(
             "molecular.csv",
             "selfsup_molecular.moleculenet:build",
-            SMILES,
+            MODALITIES,
             "your molecules from a MoleculeNet-layout CSV (SMILES and label columns; "
             "regression or 0/1 classification; scaffold or random split); needs path=",
             options={"split": "scaffold", "task": "regression"},
             offline=True,
+            views=DEFAULT_VIEWS,
         )
     )
 
@@ -65,29 +75,12 @@ def register_encoders(register: Register) -> None:
         EncoderSpec(
             "molecular.molformer",
             "selfsup_molecular.molformer:build",
-            SMILES,
+            MODALITIES,
             "MoLFormer-style transformer (Ross et al., Nat. Mach. Intell. 2022): rotary "
             "position embeddings, linear attention, mean-pooled; small CPU defaults",
             options={"embed_dim": 128, "n_layers": 4, "n_heads": 4, "ffn_dim": 256,
                      "dropout": 0.1},
-        )
-    )
-    register(
-        EncoderSpec(
-            "molecular.morgan",
-            "selfsup_molecular.features:build_morgan",
-            SMILES,
-            "Morgan fingerprint bits (radius 2, 2048 bits) as fixed features, for baselines",
-            options={"radius": 2, "n_bits": 2048},
-        )
-    )
-    register(
-        EncoderSpec(
-            "molecular.rdkit_descriptors",
-            "selfsup_molecular.features:build_descriptors",
-            SMILES,
-            "RDKit 2D descriptors (Descriptors.descList, z-scored on the training "
-            "molecules) as fixed features, for baselines",
+            faces=(EMBEDDING, TOKENS),
         )
     )
 
@@ -98,18 +91,20 @@ def register_pretext_tasks(register: Register) -> None:
         PretextSpec(
             "molecular.mlm",
             "selfsup_molecular.pretexts.mlm:build",
-            SMILES,
+            MODALITIES,
             "masked language modelling on SMILES tokens, 15% with 80/10/10 "
-            "(MoLFormer, Ross et al. 2022; BERT's recipe); needs token_states",
+            "(MoLFormer, Ross et al. 2022; BERT's recipe); trains the tokens face",
+            face=TOKENS,
         )
     )
     register(
         PretextSpec(
             "molecular.mtr",
             "selfsup_molecular.pretexts.mtr:build",
-            SMILES,
+            MODALITIES,
             "multi-task regression of corpus-normalised RDKit 2D descriptors from the "
             "embedding (ChemBERTa-2, Ahmad et al. 2022)",
+            face=EMBEDDING,
         )
     )
 
@@ -120,10 +115,38 @@ def register_evaluators(register: Register) -> None:
         EvaluatorSpec(
             "molecular.random_forest",
             "selfsup_molecular.evaluators.random_forest:build",
-            ("*",),
+            (ANY_MODALITY,),
             "random forest (200 trees) on frozen embeddings: RMSE/MAE/R² or "
             "accuracy/ROC-AUC on the test split, over seeds",
             options={"n_estimators": 200, "n_jobs": 1},
+            task_kinds=("classification", "regression"),
+            face=EMBEDDING,
+        )
+    )
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    register(
+        BaselineSpec(
+            "molecular.morgan",
+            "selfsup_molecular.baselines:build_morgan",
+            MODALITIES,
+            "Morgan fingerprint bits (radius 2, 2048 bits) as fixed features: with "
+            "molecular.random_forest, the classic fingerprints + forest model",
+            options={"radius": 2, "n_bits": 2048},
+            faces=(EMBEDDING,),
+        )
+    )
+    register(
+        BaselineSpec(
+            "molecular.rdkit_descriptors",
+            "selfsup_molecular.baselines:build_descriptors",
+            MODALITIES,
+            "RDKit 2D descriptors (Descriptors.descList, z-scored on the training "
+            "molecules) as fixed features",
+            options={"clip": 10.0},
+            faces=(EMBEDDING,),
         )
     )
 
@@ -162,8 +185,9 @@ def register_benchmarks(register: Register) -> None:
                 "core.finetune": {"label_fractions": [1.0], "epochs": 10, "min_steps": 0},
                 "molecular.random_forest": {"n_estimators": 100},
             },
-            baselines=("mean", "random_init", "supervised", "encoder:molecular.morgan",
-                       "encoder:molecular.rdkit_descriptors"),
+            # core.supervised keeps core's 60-epoch budget, the 0.1 bench's default
+            baselines=("core.mean", "core.random_init", "core.supervised", "molecular.morgan",
+                       "molecular.rdkit_descriptors"),
             train={"steps": 200, "batch_size": 64, "lr": 5e-4, "warmup_steps": 20},
             gpu_train={"steps": 5000, "batch_size": 256, "lr": 5e-4, "warmup_steps": 250},
         )

@@ -12,10 +12,9 @@ item is ``(smiles, y)``, ``y`` a float32 scalar tensor (regression) or a long on
 (classification).
 
 Views (:meth:`SmilesDataset.augment`): each molecule is rewritten as a randomized
-SMILES (Bjerrum 2017; Arús-Pous et al. 2019), re-tokenized, and each ordinary
-token is replaced by ``<mask>`` with probability ``mask_prob`` (as in the masked
-language model of Devlin et al., "BERT", 2019, and ChemBERTa, Chithrananda et
-al. 2020). Both draw from the trainer's generator, so a view is reproducible.
+SMILES, re-tokenized, and each ordinary token is replaced by ``<mask>`` with
+probability ``mask_prob``; the options are :class:`~selfsup_molecular.views.SmilesViews`,
+given as the dataset's ``views`` table (see :mod:`selfsup_molecular.views`).
 
 Bad input never stops a dataset from building: rows with an invalid SMILES
 (unparseable, bad valence, empty), a molecule longer than ``max_length`` tokens,
@@ -23,9 +22,13 @@ or a missing label are skipped and recorded in ``dataset.skipped`` as
 :class:`Skipped` records; :meth:`SmilesDataset.skip_summary` says how many, which
 and why, and is logged once as a warning.
 
-Splits: :func:`scaffold_split` is the deterministic Bemis-Murcko scaffold split of
-MoleculeNet/chemprop (Wu et al., "MoleculeNet", Chem. Sci. 2018; Yang et al.,
-J. Chem. Inf. Model. 2019); :func:`random_split` a seeded random one.
+:func:`labelled_dataset` splits cleaned rows into train/val/test with
+:mod:`selfsup_molecular.splits` (Bemis-Murcko scaffold or seeded random).
+
+``name``, ``modality`` (``smiles``) and ``offline`` are declared on each
+dataset's :class:`~selfsup.api.DatasetSpec` and stamped onto the built dataset by
+the registry (0.2); ``name`` is also a constructor argument because the
+constructor's error messages and skip report name the dataset.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selfsup.components import SSLDataset, TaskSpec
+from selfsup.api import SSLDataset, TaskSpec, parse_options
 
 from . import chem
+from .splits import SPLITS, group_split, split_indices
 from .tokenizer import SmilesTokenizer, tokenize
+from .views import SmilesViews
 
 if TYPE_CHECKING:
     from rdkit import Chem
@@ -54,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 128
-SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
 #: skip reasons, in the order rows are checked
 MISSING_LABEL = "missing label"
@@ -187,76 +191,6 @@ def _check_label(raw: Any, classes: Sequence[float] | None) -> float | tuple[str
     return label
 
 
-# -- splits ---------------------------------------------------------------------------------
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(
-            f"split fractions {tuple(fractions)} must be three non-negative numbers "
-            "(train, val, test) that sum to 1, e.g. (0.8, 0.1, 0.1)"
-        )
-    return float(fractions[0]), float(fractions[1]), float(fractions[2])
-
-
-def scaffold_split(
-    smiles: Sequence[str | Chem.Mol], fractions: Sequence[float] = (0.8, 0.1, 0.1)
-) -> dict[str, np.ndarray]:
-    """Deterministic Bemis-Murcko scaffold split (MoleculeNet, chemprop).
-
-    Molecules are grouped by scaffold; groups are sorted by size, largest first (ties:
-    first appearance), and each group goes whole to train while it fits
-    ``fractions[0] * n``, else to val while that fits ``fractions[1] * n``, else to
-    test. No scaffold is in two splits. Returns sorted indices per split.
-    """
-    return group_split([chem.murcko_scaffold(s) for s in smiles], fractions)
-
-
-def group_split(
-    keys: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1)
-) -> dict[str, np.ndarray]:
-    """:func:`scaffold_split` with the scaffold (or any group key) of each item given."""
-    f_train, f_val, _ = _check_fractions(fractions)
-    groups: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    n = len(keys)
-    train_cap, val_cap = f_train * n, f_val * n
-    out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for members in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
-        if len(out["train"]) + len(members) <= train_cap:
-            out["train"] += members
-        elif len(out["val"]) + len(members) <= val_cap:
-            out["val"] += members
-        else:
-            out["test"] += members
-    return {s: np.asarray(sorted(idx), dtype=np.int64) for s, idx in out.items()}
-
-
-def random_split(
-    n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> dict[str, np.ndarray]:
-    """A seeded random split of ``range(n)``; sorted indices per split."""
-    f_train, f_val, _ = _check_fractions(fractions)
-    perm = np.random.default_rng(seed).permutation(n)
-    n_train, n_val = round(f_train * n), round(f_val * n)
-    parts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
-    return {s: np.sort(p).astype(np.int64) for s, p in zip(SPLITS, parts)}
-
-
-def split_indices(
-    smiles: Sequence[str | Chem.Mol],
-    method: str = "scaffold",
-    *,
-    seed: int = 0,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-) -> dict[str, np.ndarray]:
-    """``scaffold_split`` or ``random_split`` by name."""
-    if method == "scaffold":
-        return scaffold_split(smiles, fractions)
-    if method == "random":
-        return random_split(len(smiles), fractions, seed)
-    raise ValueError(f"split={method!r} is unknown; use 'scaffold' or 'random'")
-
-
 # -- torch datasets -------------------------------------------------------------------------
 class SmilesList(Dataset[str]):
     """Unlabelled SMILES strings."""
@@ -309,11 +243,9 @@ class SmilesDataset(SSLDataset):
     ``skipped``: rows the reader already left out, reported with the dataset's own.
     ``notes``: lines for :meth:`describe` (e.g. how many molecules were deduplicated).
     ``warn_skipped``: log the skipped rows as a warning (once per process), else as
-    info (for shipped data whose few bad rows are known).
+    info (for shipped data whose few bad rows are known). ``views``: the options of
+    :class:`~selfsup_molecular.views.SmilesViews` (default: its defaults).
     """
-
-    modality = "smiles"
-    offline = True
 
     def __init__(
         self,
@@ -323,7 +255,7 @@ class SmilesDataset(SSLDataset):
         task: TaskSpec | None = None,
         tokenizer: SmilesTokenizer | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
-        mask_prob: float = 0.15,
+        views: Mapping[str, Any] | None = None,
         name: str = "molecular.smiles",
         skipped: Sequence[Skipped] = (),
         notes: Sequence[str] = (),
@@ -332,11 +264,9 @@ class SmilesDataset(SSLDataset):
     ) -> None:
         if not isinstance(max_length, int) or max_length < 3:
             raise ValueError(f"{name}: max_length={max_length!r} must be an int >= 3")
-        if not 0.0 <= mask_prob < 1.0:
-            raise ValueError(f"{name}: mask_prob={mask_prob!r} must lie in [0, 1)")
+        self.views = parse_options(SmilesViews, views or {}, f"{name} views")
         self.name = name
         self.max_length = max_length
-        self.mask_prob = float(mask_prob)
         self.source = source or name
         self.notes = list(notes)
         self.skipped: list[Skipped] = list(skipped)
@@ -458,7 +388,8 @@ class SmilesDataset(SSLDataset):
         return {"input_ids": input_ids, "attention_mask": mask, "smiles": smiles}
 
     def augment(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
-        """A randomized-SMILES view of each molecule with ``mask_prob`` token masking."""
+        """A view of each molecule: a randomized SMILES (``views.randomize``) with
+        ``views.mask_prob`` token masking (:mod:`selfsup_molecular.views`)."""
         if not isinstance(batch, Mapping) or "smiles" not in batch:
             raise TypeError(
                 f"{self.name}: augment() expects a batch dict from collate() with a 'smiles' "
@@ -470,7 +401,7 @@ class SmilesDataset(SSLDataset):
         views: list[str] = []
         ids: list[list[int]] = []
         for s in batch["smiles"]:
-            view = chem.randomized(self._mol(s), rng)
+            view = chem.randomized(self._mol(s), rng) if self.views.randomize else s
             toks = tokenize(view)
             if len(toks) + 2 > self.max_length:
                 view, toks = s, tokenize(s)
@@ -488,9 +419,9 @@ class SmilesDataset(SSLDataset):
         self, input_ids: torch.Tensor, generator: torch.Generator, prob: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace each ordinary token (not pad/unk/bos/eos/mask) by ``<mask>`` with
-        probability ``prob`` (default ``mask_prob``). Returns ``(masked_ids, masked)``,
-        ``masked`` a BoolTensor of the replaced positions. Draws on ``generator``."""
-        p = self.mask_prob if prob is None else float(prob)
+        probability ``prob`` (default ``views.mask_prob``). Returns ``(masked_ids,
+        masked)``, ``masked`` a BoolTensor of the replaced positions. Draws on ``generator``."""
+        p = self.views.mask_prob if prob is None else float(prob)
         draw = torch.rand(input_ids.shape, generator=generator, device=generator.device)
         ordinary = input_ids >= self.tokenizer.n_special
         masked = (draw.to(input_ids.device) < p) & ordinary
@@ -560,7 +491,7 @@ def labelled_dataset(
     seed: int = 0,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     max_length: int = DEFAULT_MAX_LENGTH,
-    mask_prob: float = 0.15,
+    views: Mapping[str, Any] | None = None,
     tokenizer: SmilesTokenizer | None = None,
     pretrain_source: str = "",
     notes: Sequence[str] = (),
@@ -620,7 +551,7 @@ def labelled_dataset(
         task=task,
         tokenizer=tokenizer,
         max_length=max_length,
-        mask_prob=mask_prob,
+        views=views,
         name=name,
         skipped=clean.skipped,
         notes=lines,

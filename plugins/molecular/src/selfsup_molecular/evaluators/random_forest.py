@@ -9,8 +9,8 @@ Inf. Model. 59, 3370-3388, 2019). This evaluator fits one on any encoder's
 embeddings, so learned encoders and fixed features are compared by the same
 nonlinear model, beside the linear probe.
 
-Protocol: embeddings of ``"train"`` and ``"test"`` from
-:func:`selfsup.evaluators.embeddings.extract_embeddings`; a forest of
+Protocol: embeddings (the ``embedding`` face) of ``"train"`` and ``"test"`` from
+:func:`selfsup.api.extract_embeddings`; a forest of
 ``n_estimators`` full-depth trees is fitted
 on all training labels for each seed of ``ctx.seeds`` (the seed is the forest's
 ``random_state``) and scored on the test split. Each split considers a random
@@ -41,57 +41,53 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from selfsup.components import EvalContext, Evaluator, SSLDataset
-from selfsup.evaluators.embeddings import (
-    check_positive,
+from selfsup.api import (
+    EvalContext,
+    Evaluator,
+    SSLDataset,
+    binary_roc_auc,
     class_labels,
     extract_embeddings,
+    option,
     parse_options,
+    positive_int,
     require_seeds,
     require_task,
     summarise_seeds,
 )
-from selfsup.evaluators.linear_probe import binary_roc_auc
 
 NAME = "random_forest"
+
+
+def _max_features(mf: Any) -> str | None:
+    ok = (
+        mf is None
+        or mf in ("sqrt", "log2")
+        or (isinstance(mf, int) and not isinstance(mf, bool) and mf >= 1)
+        or (isinstance(mf, float) and 0 < mf <= 1)
+    )
+    return None if ok else "be a fraction in (0, 1], a positive int, 'sqrt', 'log2' or None"
+
+
+def _n_jobs(n: Any) -> str | None:
+    # scikit-learn's convention: -1 every core, -2 all but one, ...; 0 is meaningless
+    ok = isinstance(n, int) and not isinstance(n, bool) and n != 0
+    return None if ok else "be a positive int or -1 (all cores)"
 
 
 @dataclass(frozen=True)
 class RandomForestConfig:
     """Options of :func:`build` (``molecular.random_forest``).
 
-    ``n_estimators``: trees per forest (200). ``max_features``: features tried per
-    split, a fraction, an int, ``"sqrt"`` or ``"log2"``; None: a third
-    (regression) or ``"sqrt"`` (classification). ``min_samples_leaf``: 1,
-    scikit-learn's default. ``n_jobs``: worker processes for fitting and
-    prediction (1: the benchmark machines are small and shared; -1 uses every core).
+    ``max_features`` None means a third of the features (regression) or ``"sqrt"``
+    (classification); ``n_jobs`` 1 because the benchmark machines are small and shared.
     """
 
-    n_estimators: int = 200
-    max_features: float | int | str | None = None
-    min_samples_leaf: int = 1
-    n_jobs: int = 1
-
-    def __post_init__(self) -> None:
-        check_positive(NAME, "n_estimators", self.n_estimators, integer=True)
-        check_positive(NAME, "min_samples_leaf", self.min_samples_leaf, integer=True)
-        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs == 0:
-            raise ValueError(
-                f"{NAME}: option n_jobs must be a positive int or -1 (all cores), "
-                f"got {self.n_jobs!r}"
-            )
-        mf = self.max_features
-        valid = (
-            mf is None
-            or mf in ("sqrt", "log2")
-            or (isinstance(mf, int) and not isinstance(mf, bool) and mf >= 1)
-            or (isinstance(mf, float) and 0 < mf <= 1)
-        )
-        if not valid:
-            raise ValueError(
-                f"{NAME}: option max_features must be a fraction in (0, 1], a positive int, "
-                f"'sqrt', 'log2' or None, got {mf!r}"
-            )
+    n_estimators: int = option(200, positive_int, "trees per forest")
+    max_features: float | int | str | None = option(
+        None, _max_features, "features tried per split: fraction, int, 'sqrt', 'log2' or None")
+    min_samples_leaf: int = option(1, positive_int, "samples per leaf (scikit-learn's 1)")
+    n_jobs: int = option(1, _n_jobs, "worker processes for fitting and prediction (-1: all)")
 
 
 def build(**options: Any) -> Evaluator:

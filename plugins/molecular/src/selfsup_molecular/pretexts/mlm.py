@@ -16,9 +16,12 @@ positions. If a batch has no chosen position at all (short molecules, bad luck),
 one maskable position is chosen so the loss stays defined.
 
 Head: BERT's and MoLFormer's ``Linear -> GELU -> LayerNorm -> Linear`` on the
-encoder's token states. Its output layer is *untied* from the token embedding by
-default: MoLFormer's language-model head is a separate layer, and at the small
-widths of a CPU run the few thousand extra parameters cost nothing.
+encoder's token states, read through the ``tokens`` face (``encoder.tokens(batch)``;
+changed in 0.2: the task declares ``face="tokens"`` and the runner checks the
+encoder before training, where it used to probe for a ``token_states`` method).
+Its output layer is *untied* from the token embedding by default: MoLFormer's
+language-model head is a separate layer, and at the small widths of a CPU run the
+few thousand extra parameters cost nothing.
 ``tie_weights=True`` shares the embedding matrix instead (BERT's choice).
 """
 
@@ -31,44 +34,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options, encoder_dim
+from selfsup.api import PretextTask, SSLDataset, boolean, encoder_dim, option, parse_options
 
 NAME = "molecular.mlm"
 
 
+def _share(x: Any) -> str | None:
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
+    return None if ok else "be in [0, 1]"
+
+
+def _positive_share(x: Any) -> str | None:
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1
+    return None if ok else "be in (0, 1]"
+
+
 @dataclass(frozen=True)
 class MLMConfig:
-    """Options of :func:`build` (``molecular.mlm``).
+    """Options of :func:`build` (``molecular.mlm``); of the chosen tokens, the share
+    ``1 - replace_mask - replace_random`` is kept."""
 
-    ``mask_prob``: share of maskable tokens chosen (0.15). ``replace_mask``,
-    ``replace_random``: of the chosen, the shares replaced by ``<mask>`` (0.8) and
-    by a random token (0.1); the rest (0.1) are kept. ``tie_weights``: share the
-    output layer with the token embedding (default False, see the module docstring).
-    """
-
-    mask_prob: float = 0.15
-    replace_mask: float = 0.8
-    replace_random: float = 0.1
-    tie_weights: bool = False
+    mask_prob: float = option(0.15, _positive_share, "share of maskable tokens chosen")
+    replace_mask: float = option(0.8, _share, "share of the chosen replaced by <mask>")
+    replace_random: float = option(0.1, _share, "share of the chosen replaced by a random token")
+    tie_weights: bool = option(False, boolean,
+                               "share the output layer with the token embedding (BERT)")
 
     def __post_init__(self) -> None:
-        for name in ("mask_prob", "replace_mask", "replace_random"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                0 <= value <= 1
-            ):
-                raise ValueError(f"MLMConfig.{name} must be in [0, 1], got {value!r}")
-        if not self.mask_prob > 0:
-            raise ValueError(f"MLMConfig.mask_prob must be > 0, got {self.mask_prob!r}")
+        if _share(self.replace_mask) or _share(self.replace_random):
+            return  # parse_options reports the field itself
         if self.replace_mask + self.replace_random > 1:
             raise ValueError(
-                f"MLMConfig: replace_mask + replace_random = "
+                f"{NAME}: replace_mask + replace_random = "
                 f"{self.replace_mask + self.replace_random} must be <= 1 (the rest is kept)"
             )
-        if not isinstance(self.tie_weights, bool):
-            raise ValueError(f"MLMConfig.tie_weights must be true or false, "
-                             f"got {self.tie_weights!r}")
 
 
 def special_ids(tokenizer: Any) -> list[int]:
@@ -155,11 +154,6 @@ class MaskedLanguageModel(nn.Module, PretextTask):
                 f"{NAME} needs a SMILES dataset whose 'tokenizer' has vocab_size and the "
                 f"special ids (pad, unk, bos, eos, mask); dataset {dataset.name!r} has none"
             )
-        if not callable(getattr(encoder, "token_states", None)):
-            raise TypeError(
-                f"{NAME} needs an encoder with token_states(batch) -> [B, L, D] (such as "
-                f"molecular.molformer); {type(encoder).__name__} has none"
-            )
         self.encoder = encoder
         self.config = config
         vocab_size = int(tokenizer.vocab_size)
@@ -172,6 +166,8 @@ class MaskedLanguageModel(nn.Module, PretextTask):
                              persistent=False)
         self.register_buffer("random_ids", torch.tensor(ordinary, dtype=torch.long),
                              persistent=False)
+        # tying is an option of this task, not a face: it needs the encoder's input
+        # embedding matrix, which molecular.molformer keeps as 'token_embedding'
         tied = getattr(encoder, "token_embedding", None) if config.tie_weights else None
         if config.tie_weights and not isinstance(tied, nn.Embedding):
             raise TypeError(f"{NAME}: tie_weights=True needs an encoder attribute "
@@ -186,17 +182,18 @@ class MaskedLanguageModel(nn.Module, PretextTask):
             ids, maskable, generator, mask_id=self.mask_id, random_ids=self.random_ids,
             config=self.config,
         )
-        encoder: Any = self.encoder  # has token_states, checked in __init__
-        states = encoder.token_states({**batch, "input_ids": corrupted})
+        tokens = self.encoder.tokens({**batch, "input_ids": corrupted})
+        states = tokens.states
         logits = self.head(states[chosen])
         targets = ids[chosen]
         loss = F.cross_entropy(logits, targets)
         accuracy = (logits.argmax(dim=-1) == targets).float().mean()
-        weights = mask.to(states.dtype).unsqueeze(-1)  # the encoder's masked mean pool
+        # the encoder's masked mean pool, over the real tokens of the batch
+        weights = tokens.mask.to(states.dtype).unsqueeze(-1)
         embedding = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
         return {"loss": loss, "embedding": embedding.detach(), "accuracy": accuracy.detach()}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> MaskedLanguageModel:
     """``molecular.mlm`` factory; ``options`` are :class:`MLMConfig` fields."""
-    return MaskedLanguageModel(encoder, dataset, config_from_options(MLMConfig, options, NAME))
+    return MaskedLanguageModel(encoder, dataset, parse_options(MLMConfig, options, NAME))

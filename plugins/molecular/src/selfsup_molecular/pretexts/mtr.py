@@ -4,7 +4,8 @@ Ahmad, Simon, Chithrananda, Grand & Ramsundar, "ChemBERTa-2: Towards Chemical
 Foundation Models", arXiv:2209.01712 (2022), §3.2: for every molecule of the
 pretraining corpus, about 200 RDKit descriptors are computed and normalised, and
 the model regresses all of them at once from its molecule embedding with a
-mean-squared-error loss. The paper found MTR pretraining to transfer better than
+mean-squared-error loss. The task trains the ``embedding`` face
+(``encoder.embed(batch)``). The paper found MTR pretraining to transfer better than
 masked language modelling on most MoleculeNet tasks at equal compute.
 
 Here the descriptors are RDKit's ``Descriptors.descList`` (the list the
@@ -31,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options, encoder_dim
+from selfsup.api import PretextTask, SSLDataset, encoder_dim, option, parse_options, positive
 from selfsup_molecular.features import (
     DescriptorScaling,
     compute_descriptors,
@@ -44,18 +44,9 @@ NAME = "molecular.mtr"
 
 @dataclass(frozen=True)
 class MTRConfig:
-    """Options of :func:`build` (``molecular.mtr``).
+    """Options of :func:`build` (``molecular.mtr``)."""
 
-    ``clip``: z-scores are clipped to ``[-clip, clip]`` (6 standard deviations).
-    """
-
-    clip: float = 6.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not (
-            self.clip > 0
-        ):
-            raise ValueError(f"MTRConfig.clip must be a number > 0, got {self.clip!r}")
+    clip: float = option(6.0, positive, "z-scores are clipped to [-clip, clip] (in stds)")
 
 
 class DescriptorTargets:
@@ -135,7 +126,7 @@ class MultiTaskRegression(nn.Module, PretextTask):
                 f"{NAME} looks descriptor targets up by SMILES: the batch must be a dict "
                 f"with a 'smiles' list (a molecular dataset's collate), got {type(batch).__name__}"
             )
-        z = self.encoder(batch)
+        z = self.encoder.embed(batch)
         pred = self.head(z)
         target = self.targets.lookup(list(batch["smiles"])).to(pred.device, pred.dtype)
         return {"loss": F.mse_loss(pred, target), "embedding": z.detach()}
@@ -143,4 +134,4 @@ class MultiTaskRegression(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> MultiTaskRegression:
     """``molecular.mtr`` factory; ``options`` are :class:`MTRConfig` fields."""
-    return MultiTaskRegression(encoder, dataset, config_from_options(MTRConfig, options, NAME))
+    return MultiTaskRegression(encoder, dataset, parse_options(MTRConfig, options, NAME))
