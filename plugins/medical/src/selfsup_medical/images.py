@@ -20,23 +20,25 @@ Intensities are scaled to about ``[0, 1]`` by whoever builds the dataset (each
 source documents how), so that PSNR with a data range of 1 means the same thing
 everywhere.
 
-Views (:class:`ImageViews`) are MONAI's random transforms (spatial crop resized
-back, flips, small affine, intensity shift and scale), applied per sample with a
-seed drawn from the trainer's generator, so they are reproducible and core's
-joint-embedding objectives run on images and volumes unchanged.
+Views are :class:`~selfsup_medical.datasets.views.ImageViews` (MONAI's random
+transforms, declared once for every image dataset of the plugin).
+
+``modality`` is an argument of :class:`ImageDataset` (the class serves both
+``image2d`` and ``volume3d`` and checks every sample's dimensions against it when
+it is built); the registry sets the same value from the DatasetSpec afterwards.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from selfsup.components import SSLDataset, TaskSpec
+from selfsup.api import IMAGE2D, VOLUME3D, SSLDataset, TaskSpec
+
+from .datasets.views import ImageViews
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 NO_TASK = TaskSpec("none")
@@ -88,79 +90,6 @@ def scale_unit(image: torch.Tensor, reference: torch.Tensor | None = None) -> to
     return image.float() / scale.clamp_min(1e-8)
 
 
-@dataclass(frozen=True)
-class ImageViews:
-    """Augmentation settings; each is off at 0.
-
-    ``crop``: the spatial crop keeps this fraction of each side, then is resized
-    back; ``flip``: probability of a flip along each spatial axis; ``rotate``:
-    maximum rotation in radians (affine, about every axis in 3D); ``scale``:
-    maximum relative zoom of the affine; ``intensity``: maximum intensity shift
-    (added) and scale change (multiplied by ``1 +/- intensity``).
-    """
-
-    crop: float = 0.8
-    flip: float = 0.5
-    rotate: float = 0.2
-    scale: float = 0.1
-    intensity: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.crop <= 1.0:
-            raise ValueError(
-                f"image views: crop is the fraction of each side kept, in (0, 1], got {self.crop!r}"
-            )
-        for name in ("flip", "rotate", "scale", "intensity"):
-            value = getattr(self, name)
-            if not value >= 0.0:
-                raise ValueError(f"image views: {name} must be >= 0, got {value!r}")
-        if self.flip > 1.0:
-            raise ValueError(f"image views: flip is a probability, got {self.flip!r}")
-
-    def transform(self, spatial_shape: Sequence[int]) -> Any:
-        """The MONAI ``Compose`` for samples of ``spatial_shape`` (channel first)."""
-        from monai import transforms as T
-
-        dims = len(spatial_shape)
-        steps: list[Any] = []
-        if self.crop < 1.0:
-            roi = [max(1, int(s * self.crop)) for s in spatial_shape]
-            steps += [
-                T.RandSpatialCrop(roi, random_size=False),
-                T.Resize(list(spatial_shape), mode="area" if dims == 2 else "trilinear"),
-            ]
-        if self.flip:
-            steps += [T.RandFlip(prob=self.flip, spatial_axis=axis) for axis in range(dims)]
-        if self.rotate or self.scale:
-            steps.append(
-                T.RandAffine(
-                    prob=1.0,
-                    rotate_range=[self.rotate] * (1 if dims == 2 else 3),
-                    scale_range=[self.scale] * dims,
-                    padding_mode="zeros",
-                )
-            )
-        if self.intensity:
-            steps += [
-                T.RandScaleIntensity(factors=self.intensity, prob=1.0),
-                T.RandShiftIntensity(offsets=self.intensity, prob=1.0),
-            ]
-        return T.Compose(steps)
-
-    def apply(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One view of each sample of ``batch`` ``[B, C, *spatial]``."""
-        compose = self.transform(batch.shape[2:])
-        seeds = torch.randint(
-            0, 2**31 - 1, (batch.shape[0],), generator=generator, device=generator.device
-        ).tolist()
-        out = []
-        for sample, seed in zip(batch.detach().cpu(), seeds):
-            compose.set_random_state(seed=int(seed))
-            view = compose(sample)
-            out.append(torch.as_tensor(np.asarray(view), dtype=batch.dtype))
-        return torch.stack(out).to(batch.device)
-
-
 class ImageDataset(SSLDataset):
     """2D images or 3D volumes with a restoration, segmentation, classification or no task.
 
@@ -180,11 +109,11 @@ class ImageDataset(SSLDataset):
         views: ImageViews | None = None,
         source: str = "",
     ) -> None:
-        if modality not in ("image2d", "volume3d"):
+        if modality not in (IMAGE2D, VOLUME3D):
             raise ValueError(
                 f"dataset {name!r}: modality must be image2d or volume3d, got {modality!r}"
             )
-        dims = 2 if modality == "image2d" else 3
+        dims = 2 if modality == IMAGE2D else 3
         if not pretrain:
             raise ImageDataError(f"dataset {name!r} has no pretraining images")
         for i, x in enumerate(pretrain):
@@ -226,7 +155,7 @@ class ImageDataset(SSLDataset):
 
     @property
     def spatial_dims(self) -> int:
-        return 2 if self.modality == "image2d" else 3
+        return 2 if self.modality == IMAGE2D else 3
 
     @property
     def in_channels(self) -> int:
@@ -236,10 +165,13 @@ class ImageDataset(SSLDataset):
     def spatial_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self._pretrain[0].shape[1:])
 
-    def pretrain_set(self) -> list[torch.Tensor]:
+    # lists are map-style datasets to torch's DataLoader; torch types Dataset nominally
+    def pretrain_set(self) -> list[torch.Tensor]:  # type: ignore[override]
         return self._pretrain
 
-    def labelled_split(self, split: str) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def labelled_split(  # type: ignore[override]
+        self, split: str
+    ) -> Sequence[tuple[torch.Tensor, torch.Tensor]] | None:
         return self._labelled.get(split)
 
     def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -247,10 +179,6 @@ class ImageDataset(SSLDataset):
 
     def input_features(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.flatten(1)
-
-    def prediction_image(self, output: torch.Tensor) -> torch.Tensor:
-        """The image a restoration evaluator compares with the target (here: the output)."""
-        return output
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(f"{self.name}:{self.modality}:{len(self._pretrain)}".encode())

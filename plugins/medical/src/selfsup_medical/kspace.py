@@ -26,7 +26,8 @@ A k-space batch is a dict (:class:`KSpaceDataset`)::
      "has_target": bool [B]}              # whether "target" is a real reference
 
 Reconstruction models return a complex image as two channels ``[B, 2, H, W]``
-(real, imaginary); :meth:`KSpaceDataset.prediction_image` takes its magnitude.
+(real, imaginary) from their ``dense`` face; the restoration evaluator compares its
+magnitude (:func:`magnitude`) with the reference.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.components import SSLDataset, TaskSpec
+from selfsup.api import SSLDataset, TaskSpec
 
 from .images import SPLITS, ImageDataError
 
@@ -185,9 +186,11 @@ class KSpaceDataset(SSLDataset):
     on; a scan's ``has_target`` says whether its fully-sampled reference may be
     used (semi-supervised training), otherwise its ``target`` is zeros.
     ``labelled``: ``split -> [(scan, reference magnitude [1, H, W]), ...]``.
+
+    The modality (``kspace``) is declared on the DatasetSpec, which sets it on the
+    dataset it builds; a dataset built by hand sets ``modality`` itself.
     """
 
-    modality = "kspace"
     task = TaskSpec("dense")
 
     def __init__(
@@ -222,7 +225,8 @@ class KSpaceDataset(SSLDataset):
         h, w = self._pretrain[0]["kspace"].shape[-2:]
         return int(h), int(w)
 
-    def pretrain_set(self) -> list[dict[str, torch.Tensor]]:
+    # a list is a map-style dataset to torch's DataLoader; torch types Dataset nominally
+    def pretrain_set(self) -> list[dict[str, torch.Tensor]]:  # type: ignore[override]
         return self._pretrain
 
     def labelled_split(self, split: str) -> Any:
@@ -249,10 +253,6 @@ class KSpaceDataset(SSLDataset):
 
     def batch_rows(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["kspace"].shape[0])
-
-    def prediction_image(self, output: torch.Tensor) -> torch.Tensor:
-        """Magnitude ``[B, 1, H, W]`` of a model's complex output ``[B, 2, H, W]``."""
-        return magnitude(output)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(f"{self.name}:kspace:{len(self._pretrain)}".encode())

@@ -5,16 +5,20 @@ MICCAI 2015; Falk et al., Nat. Methods 2019): four down-sampling blocks, four
 up-sampling blocks with skip connections, 2D or 3D. :class:`MedUNet` wraps one
 and gives it two faces:
 
-- ``output="dense"`` (``medical.unet``): ``forward(x)`` is the U-Net's output,
-  ``[B, out_channels, *spatial]``: a restored image or segmentation logits;
-- ``output="embedding"`` (``medical.unet_encoder``): ``forward(x)`` is the
-  global average of the deepest feature map, ``[B, features[4]]``, for core's
-  probes and joint-embedding objectives.
+- ``dense(x)``: the U-Net's output, ``[B, out_channels, *spatial]``: a restored
+  image or segmentation logits;
+- ``embed(x)``: the global average of the deepest feature map, ``[B, features[4]]``,
+  for core's probes and joint-embedding objectives (``embed_dim = features[4]``).
 
-Both faces have the same parameters, so a U-Net pretrained as an encoder
-(contrastive, MAE) loads into a dense one for segmentation fine-tuning
-(:meth:`MedUNet.as_dense`). Default widths ``(16, 16, 32, 64, 128, 16)`` in 2D
-and ``(8, 8, 16, 32, 64, 8)`` in 3D train on a CPU; the paper-sized default of
+Both registered encoders offer both faces and differ only in the first, which
+``forward`` returns: ``medical.unet`` is ``("dense", "embedding")`` (restoration,
+segmentation), ``medical.unet_encoder`` is ``("embedding", "dense")`` (probes on
+volume embeddings). In 0.1 a switch ``output="dense"|"embedding"`` chose what
+``forward`` returned; the weights, their initialisation and every number are
+unchanged, and ``embed_dim`` is now ``features[4]`` for both.
+A U-Net pretrained through either face loads into a dense one for segmentation
+fine-tuning (:meth:`MedUNet.as_dense`). Default widths ``(16, 16, 32, 64, 128, 16)``
+in 2D and ``(8, 8, 16, 32, 64, 8)`` in 3D train on a CPU; the paper-sized default of
 MONAI is ``(32, 32, 64, 128, 256, 32)``. Inputs need spatial sides divisible by 16,
 and to train, at least one side of 32 or more (instance norm needs more than one
 voxel in the deepest map).
@@ -22,8 +26,8 @@ voxel in the deepest map).
 :class:`ReconUNet` (``medical.recon_unet``) reconstructs MRI from a k-space
 batch: the zero-filled complex image (two channels) goes through a 2D U-Net
 whose output is added to it (residual learning), giving a complex image
-``[B, 2, H, W]``. The U-Net's last convolution starts at zero, so an untrained
-model returns the zero-filled image. With ``data_consistency=True`` (default)
+``[B, 2, H, W]`` (its one face, ``dense``). The U-Net's last convolution starts at
+zero, so an untrained model returns the zero-filled image. With ``data_consistency=True`` (default)
 the output's k-space on the acquired columns is replaced by the measured data
 (the hard data-consistency step of unrolled networks such as MoDL, Aggarwal et
 al. 2019, and of SSDU's network): the network only fills in the missing
@@ -45,14 +49,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.components import SSLDataset
+from selfsup.api import DENSE, EMBEDDING, IMAGE2D, KSPACE, VOLUME3D, SSLDataset
 
 FEATURES_2D = (16, 16, 32, 64, 128, 16)
 FEATURES_3D = (8, 8, 16, 32, 64, 8)
+#: the faces of medical.unet and medical.unet_encoder; forward returns the first
+UNET_FACES: tuple[str, str] = (DENSE, EMBEDDING)
+UNET_ENCODER_FACES: tuple[str, str] = (EMBEDDING, DENSE)
 
 
 class MedUNet(nn.Module):
-    """MONAI ``BasicUNet`` with a dense and an embedding face (see the module docstring)."""
+    """MONAI ``BasicUNet`` with a dense and an embedding face (see the module docstring).
+
+    ``faces``: :data:`UNET_FACES` or :data:`UNET_ENCODER_FACES`, as the registered
+    encoder declares them; ``forward`` returns the first.
+    """
 
     def __init__(
         self,
@@ -61,7 +72,7 @@ class MedUNet(nn.Module):
         out_channels: int,
         *,
         features: Sequence[int] | None = None,
-        output: str = "dense",
+        faces: tuple[str, ...] = UNET_FACES,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -69,8 +80,12 @@ class MedUNet(nn.Module):
 
         if spatial_dims not in (2, 3):
             raise ValueError(f"U-Net: spatial_dims must be 2 or 3, got {spatial_dims}")
-        if output not in ("dense", "embedding"):
-            raise ValueError(f"U-Net: output must be 'dense' or 'embedding', got {output!r}")
+        faces = tuple(faces)
+        if faces not in (UNET_FACES, UNET_ENCODER_FACES):
+            raise ValueError(
+                f"U-Net: faces must be {list(UNET_FACES)} or {list(UNET_ENCODER_FACES)}, "
+                f"got {list(faces)}"
+            )
         feats = tuple(features or (FEATURES_2D if spatial_dims == 2 else FEATURES_3D))
         if len(feats) != 6 or any(f < 1 for f in feats):
             raise ValueError(f"U-Net: features must be 6 positive widths, got {list(feats)}")
@@ -79,7 +94,7 @@ class MedUNet(nn.Module):
             in_channels,
             out_channels,
         )
-        self.features, self.output = feats, output
+        self.features, self.faces = feats, faces
         self.net = BasicUNet(
             spatial_dims=spatial_dims,
             in_channels=in_channels,
@@ -87,7 +102,7 @@ class MedUNet(nn.Module):
             features=feats,
             dropout=dropout,
         )
-        self.embed_dim = feats[4] if output == "embedding" else out_channels
+        self.embed_dim = feats[4]
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The contracting path's feature maps, shallow to deep (five maps)."""
@@ -109,17 +124,17 @@ class MedUNet(nn.Module):
         return self.net(x)  # type: ignore[no-any-return]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense(x) if self.output == "dense" else self.embed(x)
+        return self.dense(x) if self.faces[0] == DENSE else self.embed(x)
 
     def as_dense(self, out_channels: int | None = None) -> MedUNet:
-        """A dense copy with these weights; a new final 1x1 conv if ``out_channels`` differs."""
+        """A copy with these weights whose ``forward`` is ``dense``; a new final 1x1 conv
+        if ``out_channels`` differs."""
         model = copy.deepcopy(self)
-        model.output = "dense"
+        model.faces = UNET_FACES
         if out_channels is not None and out_channels != self.out_channels:
             conv = nn.Conv2d if self.spatial_dims == 2 else nn.Conv3d
             model.net.final_conv = conv(self.features[5], out_channels, kernel_size=1)
             model.out_channels = out_channels
-        model.embed_dim = model.out_channels
         return model
 
     def _check(self, x: torch.Tensor) -> None:
@@ -149,28 +164,32 @@ class ReconUNet(nn.Module):
         self, features: Sequence[int] | None = None, *, data_consistency: bool = True
     ) -> None:
         super().__init__()
-        self.unet = MedUNet(2, 2, 2, features=features, output="dense")
+        self.unet = MedUNet(2, 2, 2, features=features)
         final = self.unet.net.final_conv
         nn.init.zeros_(final.weight)
         nn.init.zeros_(final.bias)
         self.data_consistency = data_consistency
         self.embed_dim = 2
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def dense(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The complex image ``[B, 2, H, W]`` of a k-space batch."""
         from .kspace import channels_to_complex, complex_to_channels, fft2c, ifft2c
 
         zero_filled = complex_to_channels(ifft2c(batch["kspace"]))
-        out = zero_filled + self.unet(zero_filled)
+        out = zero_filled + self.unet.dense(zero_filled)
         if not self.data_consistency:
             return out  # type: ignore[no-any-return]
         mask = batch["mask"].to(out.dtype)
         kspace = fft2c(channels_to_complex(out)) * (1 - mask) + batch["kspace"] * mask
         return complex_to_channels(ifft2c(kspace))
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.dense(batch)
+
 
 def image_dataset(dataset: SSLDataset, key: str) -> Any:
     """``dataset`` if it holds 2D images or 3D volumes, else a ValueError naming ``key``."""
-    if dataset.modality not in ("image2d", "volume3d"):
+    if dataset.modality not in (IMAGE2D, VOLUME3D):
         raise ValueError(
             f"{key} needs an image2d or volume3d dataset; {dataset.name!r} is {dataset.modality!r}"
         )
@@ -184,18 +203,19 @@ def build_unet(
     out_channels: int | None = None,
     dropout: float = 0.0,
 ) -> MedUNet:
-    """``medical.unet``: dense; ``out_channels`` defaults to the classes of a
-    segmentation dataset, else to the input's channels (restoration)."""
+    """``medical.unet``: dense first, then embedding; ``out_channels`` defaults to the
+    classes of a segmentation dataset, else to the input's channels (restoration)."""
     ds = image_dataset(dataset, "medical.unet")
     if out_channels is None:
         task = dataset.task
-        out_channels = task.n_classes if task.kind == "segmentation" else ds.in_channels
+        out_channels = task.n_classes if task.kind == "segmentation" else None
+        out_channels = out_channels or ds.in_channels
     return MedUNet(
         ds.spatial_dims,
         ds.in_channels,
         int(out_channels),
         features=features,
-        output="dense",
+        faces=UNET_FACES,
         dropout=dropout,
     )
 
@@ -203,7 +223,8 @@ def build_unet(
 def build_unet_encoder(
     dataset: SSLDataset, *, features: Sequence[int] | None = None, dropout: float = 0.0
 ) -> MedUNet:
-    """``medical.unet_encoder``: the U-Net's contracting path, globally pooled."""
+    """``medical.unet_encoder``: the U-Net's contracting path, globally pooled, first;
+    the same U-Net's dense output second."""
     ds = image_dataset(dataset, "medical.unet_encoder")
     n_out = dataset.task.n_classes if dataset.task.kind == "segmentation" else ds.in_channels
     return MedUNet(
@@ -211,7 +232,7 @@ def build_unet_encoder(
         ds.in_channels,
         int(n_out or ds.in_channels),
         features=features,
-        output="embedding",
+        faces=UNET_ENCODER_FACES,
         dropout=dropout,
     )
 
@@ -224,7 +245,7 @@ def build_recon_unet(
 ) -> ReconUNet:
     """``medical.recon_unet``: residual U-Net on the zero-filled image of a k-space batch,
     with hard data consistency on the acquired columns unless ``data_consistency=False``."""
-    if dataset.modality != "kspace":
+    if dataset.modality != KSPACE:
         raise ValueError(
             f"medical.recon_unet needs a k-space dataset; {dataset.name!r} is {dataset.modality!r}"
         )

@@ -9,21 +9,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from selfsup import hookimpl
-from selfsup.components import (
+from selfsup.api import (
+    DENSE,
+    EMBEDDING,
+    IMAGE2D,
+    KSPACE,
+    VOLUME3D,
+    BaselineSpec,
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
     EvaluatorSpec,
     PretextSpec,
+    hookimpl,
 )
+from selfsup_medical.datasets.views import VIEW_DEFAULTS
+from selfsup_medical.faces import BILATERAL_FILTER, BLIND_SPOT_NET, SCORE
 
 Register = Callable[[Any], None]
-IMAGE = ("image2d",)
-IMAGES = ("image2d", "volume3d")
-VOLUME = ("volume3d",)
-KSPACE = ("kspace",)
-VIEWS = {"crop": 0.8, "flip": 0.5, "rotate": 0.2, "scale": 0.1, "intensity": 0.1}
+IMAGE = (IMAGE2D,)
+IMAGES = (IMAGE2D, VOLUME3D)
+VOLUME = (VOLUME3D,)
+KSPACE_ONLY = (KSPACE,)
 M = "selfsup_medical"
 
 
@@ -33,7 +40,7 @@ def register_datasets(register: Register) -> None:
         DatasetSpec(
             "medical.mri_recon",
             f"{M}.datasets.mri:build",
-            KSPACE,
+            KSPACE_ONLY,
             "single-coil MRI reconstruction from simulated Cartesian undersampling of real "
             "anatomical images shipped in installed wheels; 4x/8x, random or equispaced masks",
             options={
@@ -52,7 +59,7 @@ def register_datasets(register: Register) -> None:
         DatasetSpec(
             "medical.fastmri",
             f"{M}.datasets.fastmri:build",
-            KSPACE,
+            KSPACE_ONLY,
             "your fastMRI-style single-coil HDF5 files ('kspace' complex array, optional "
             "'reconstruction_esc'/'reconstruction_rss' reference), undersampled on the fly; "
             "needs root=",
@@ -65,7 +72,6 @@ def register_datasets(register: Register) -> None:
                 "n_supervised": 0,
                 "seed": 0,
             },
-            offline=True,
         )
     )
     register(
@@ -75,7 +81,8 @@ def register_datasets(register: Register) -> None:
             IMAGE,
             "low-dose CT denoising: real CT/MR slices shipped in installed wheels, low dose "
             "simulated by Poisson noise on the Radon sinogram",
-            options={"photons": 1e4, "image_size": 128, "views": 180, "seed": 0, **VIEWS},
+            options={"photons": 1e4, "image_size": 128, "angles": 180, "seed": 0},
+            views=VIEW_DEFAULTS,
         )
     )
     register(
@@ -85,7 +92,8 @@ def register_datasets(register: Register) -> None:
             VOLUME,
             "MONAI's synthetic 3D volumes with sphere label maps, at a noise level where an "
             "intensity threshold no longer segments them",
-            options={"n_volumes": 40, "size": 32, "n_classes": 3, "noise": 1.5, "seed": 0, **VIEWS},
+            options={"n_volumes": 40, "size": 32, "n_classes": 3, "noise": 1.5, "seed": 0},
+            views=VIEW_DEFAULTS,
         )
     )
     register(
@@ -95,7 +103,8 @@ def register_datasets(register: Register) -> None:
             VOLUME,
             "3D cubes of the MNI152 T1 brain template (shipped in nilearn's wheel), labelled "
             "grey matter / white matter / other by its tissue maps; splits by coronal band",
-            options={"patch": 32, "stride": 8, "min_foreground": 0.25, **VIEWS},
+            options={"patch": 32, "stride": 8, "min_foreground": 0.25},
+            views=VIEW_DEFAULTS,
         )
     )
     register(
@@ -105,7 +114,8 @@ def register_datasets(register: Register) -> None:
             IMAGE,
             "MONAI's synthetic 2D images with circle label maps, at a noise level where an "
             "intensity threshold no longer segments them",
-            options={"n_images": 200, "size": 64, "n_classes": 3, "noise": 1.5, "seed": 0, **VIEWS},
+            options={"n_images": 200, "size": 64, "n_classes": 3, "noise": 1.5, "seed": 0},
+            views=VIEW_DEFAULTS,
         )
     )
     register(
@@ -115,14 +125,8 @@ def register_datasets(register: Register) -> None:
             VOLUME,
             "your NIfTI/DICOM volumes from a folder (label maps paired by name, optional); "
             "unreadable files are skipped and reported; needs root=",
-            options={
-                "root": None,
-                "labels": None,
-                "size": 64,
-                "n_classes": None,
-                "seed": 0,
-                **VIEWS,
-            },
+            options={"root": None, "labels": None, "size": 64, "n_classes": None, "seed": 0},
+            views=VIEW_DEFAULTS,
         )
     )
     register(
@@ -132,14 +136,8 @@ def register_datasets(register: Register) -> None:
             IMAGE,
             "your 2D NIfTI/DICOM images (or slices of volumes) from a folder, label maps paired "
             "by name, optional; unreadable files are skipped and reported; needs root=",
-            options={
-                "root": None,
-                "labels": None,
-                "size": 128,
-                "n_classes": None,
-                "seed": 0,
-                **VIEWS,
-            },
+            options={"root": None, "labels": None, "size": 128, "n_classes": None, "seed": 0},
+            views=VIEW_DEFAULTS,
         )
     )
 
@@ -151,9 +149,10 @@ def register_encoders(register: Register) -> None:
             "medical.unet",
             f"{M}.models:build_unet",
             IMAGES,
-            "MONAI BasicUNet, 2D or 3D, CPU-sized widths; dense output (restoration, segmentation)",
+            "MONAI BasicUNet, 2D or 3D, CPU-sized widths; dense output (restoration, "
+            "segmentation), and its pooled deepest features",
             options={"features": None, "out_channels": None, "dropout": 0.0},
-            output="dense",
+            faces=(DENSE, EMBEDDING),
         )
     )
     register(
@@ -161,19 +160,21 @@ def register_encoders(register: Register) -> None:
             "medical.unet_encoder",
             f"{M}.models:build_unet_encoder",
             IMAGES,
-            "the contracting path of medical.unet, globally pooled: embeddings for probes",
+            "the contracting path of medical.unet, globally pooled: embeddings for probes "
+            "(the whole U-Net's dense output too)",
             options={"features": None, "dropout": 0.0},
+            faces=(EMBEDDING, DENSE),
         )
     )
     register(
         EncoderSpec(
             "medical.recon_unet",
             f"{M}.models:build_recon_unet",
-            KSPACE,
+            KSPACE_ONLY,
             "residual 2D U-Net on the zero-filled complex image, hard data consistency on the "
             "acquired columns; complex output [B, 2, H, W]",
             options={"features": None, "data_consistency": True},
-            output="dense",
+            faces=(DENSE,),
         )
     )
     register(
@@ -183,7 +184,7 @@ def register_encoders(register: Register) -> None:
             IMAGE,
             "C-BSN's conditional blind-spot network (blind spot on in training, off at inference)",
             options={"channels": 32, "blocks": 4},
-            output="dense",
+            faces=(DENSE, BLIND_SPOT_NET),
         )
     )
     register(
@@ -191,9 +192,9 @@ def register_encoders(register: Register) -> None:
             "medical.score_unet",
             f"{M}.pretexts.noise2score:build_encoder",
             IMAGE,
-            "U-Net score model with Tweedie's formula: forward gives the denoised image",
+            "U-Net score model with Tweedie's formula: the dense face is the denoised image",
             options={"features": None, "noise": "gaussian", "noise_level": None},
-            output="dense",
+            faces=(DENSE, SCORE),
         )
     )
     register(
@@ -209,54 +210,9 @@ def register_encoders(register: Register) -> None:
                 "max_sigma": 6.0,
                 "kernel_size": 7,
             },
-            output="dense",
+            faces=(DENSE, BILATERAL_FILTER),
         )
     )
-    register(
-        EncoderSpec(
-            "medical.zero_filled",
-            f"{M}.baselines:build_zero_filled",
-            KSPACE,
-            "zero-filled inverse FFT of the undersampled k-space (classical baseline)",
-            output="dense",
-        )
-    )
-    register(
-        EncoderSpec(
-            "medical.tv_cs",
-            f"{M}.baselines:build_tv_cs",
-            KSPACE,
-            "total-variation compressed sensing (FISTA with a TV proximal step; weight chosen on "
-            "the validation split) (classical baseline)",
-            options={"weight": None, "iterations": 100, "inner_iterations": 10},
-            output="dense",
-        )
-    )
-    register(
-        EncoderSpec(
-            "medical.identity",
-            f"{M}.baselines:build_identity",
-            IMAGES,
-            "the degraded input itself (baseline)",
-            output="dense",
-        )
-    )
-    for key, what, option in (
-        ("tv_denoise", "total-variation denoising (Chambolle)", "weight"),
-        ("nlm", "non-local means", "h"),
-        ("bilateral", "bilateral filter", "sigma_color"),
-    ):
-        register(
-            EncoderSpec(
-                f"medical.{key}",
-                f"{M}.baselines:build_{key}",
-                IMAGE,
-                f"{what}; strength chosen on the validation split when not given (classical "
-                "baseline)",
-                options={option: None},
-                output="dense",
-            )
-        )
 
 
 @hookimpl
@@ -265,7 +221,7 @@ def register_pretext_tasks(register: Register) -> None:
         PretextSpec(
             "medical.noise2recon",
             f"{M}.pretexts.noise2recon:build",
-            KSPACE,
+            KSPACE_ONLY,
             "Noise2Recon (Desai et al., MRM 2023): reconstruction loss on scans with a reference, "
             "consistency between reconstructions of clean and noise-augmented k-space",
             options={
@@ -275,8 +231,8 @@ def register_pretext_tasks(register: Register) -> None:
                 "holdout_fraction": 0.4,
                 "input_weight": 1.0,
             },
+            face=DENSE,
             needs_views=True,
-            encoder_output="dense",
         )
     )
     register(
@@ -287,7 +243,7 @@ def register_pretext_tasks(register: Register) -> None:
             "blind-spot denoising: Noise2Self grid masking (Batson & Royer 2019) or Noise2Void "
             "pixel replacement (Krull et al. 2019), loss on the masked pixels",
             options={"masking": "noise2self", "grid": 4, "replacement": None, "radius": 2},
-            encoder_output="dense",
+            face=DENSE,
         )
     )
     register(
@@ -303,7 +259,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "invariance_weight": 2.0,
                 "ramp_fraction": 0.4,
             },
-            encoders=("medical.cbsn_net",),
+            face=BLIND_SPOT_NET,
         )
     )
     register(
@@ -319,7 +275,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "estimate_noise_level": True,
                 "estimation_images": 64,
             },
-            encoders=("medical.score_unet",),
+            face=SCORE,
         )
     )
     register(
@@ -336,7 +292,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "dog_sigma_wide": 10.0,
                 "shuffle": True,
             },
-            encoders=("medical.agbf",),
+            face=BILATERAL_FILTER,
         )
     )
     register(
@@ -354,7 +310,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "drop_fraction": 0.25,
                 "loss_on": "image",
             },
-            encoders=("medical.unet", "medical.unet_encoder"),
+            face=DENSE,
         )
     )
     register(
@@ -373,8 +329,8 @@ def register_pretext_tasks(register: Register) -> None:
                 "proj_hidden_dim": 256,
                 "proj_out_dim": 64,
             },
+            face=EMBEDDING,
             needs_views=True,
-            encoders=("medical.unet", "medical.unet_encoder"),
         )
     )
     register(
@@ -384,7 +340,7 @@ def register_pretext_tasks(register: Register) -> None:
             VOLUME,
             "masked-autoencoder pretraining of volumes: mask patches, reconstruct them",
             options={"patch_size": 4, "mask_ratio": 0.75, "norm_pix_loss": False},
-            encoders=("medical.unet", "medical.unet_encoder"),
+            face=DENSE,
         )
     )
 
@@ -395,10 +351,11 @@ def register_evaluators(register: Register) -> None:
         EvaluatorSpec(
             "medical.restoration",
             f"{M}.evaluators.restoration:build",
-            ("image2d", "volume3d", "kspace"),
-            "PSNR, SSIM and NRMSE of the model's output against the clean reference",
+            (IMAGE2D, VOLUME3D, KSPACE),
+            "PSNR, SSIM and NRMSE of the model's dense output against the clean reference",
             options={"split": "test", "data_range": 1.0, "batch_size": None},
             task_kinds=("dense",),
+            face=DENSE,
         )
     )
     register(
@@ -416,8 +373,61 @@ def register_evaluators(register: Register) -> None:
                 "eval_batch_size": 8,
             },
             task_kinds=("segmentation",),
+            face=DENSE,
         )
     )
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    register(
+        BaselineSpec(
+            "medical.zero_filled",
+            f"{M}.baselines.mri:build_zero_filled",
+            KSPACE_ONLY,
+            "zero-filled inverse FFT of the undersampled k-space",
+            faces=(DENSE,),
+            task_kinds=("dense",),
+        )
+    )
+    register(
+        BaselineSpec(
+            "medical.tv_cs",
+            f"{M}.baselines.mri:build_tv_cs",
+            KSPACE_ONLY,
+            "total-variation compressed sensing (FISTA with a TV proximal step; weight chosen on "
+            "the validation split)",
+            options={"weight": None, "iterations": 100, "inner_iterations": 10},
+            faces=(DENSE,),
+            task_kinds=("dense",),
+        )
+    )
+    register(
+        BaselineSpec(
+            "medical.identity",
+            f"{M}.baselines.denoising:build_identity",
+            IMAGES,
+            "the degraded input itself",
+            faces=(DENSE,),
+            task_kinds=("dense",),
+        )
+    )
+    for key, what, option in (
+        ("tv_denoise", "total-variation denoising (Chambolle)", "weight"),
+        ("nlm", "non-local means", "h"),
+        ("bilateral", "bilateral filter", "sigma_color"),
+    ):
+        register(
+            BaselineSpec(
+                f"medical.{key}",
+                f"{M}.baselines.denoising:build_{key}",
+                IMAGE,
+                f"{what}; strength chosen on the validation split when not given",
+                options={option: None},
+                faces=(DENSE,),
+                task_kinds=("dense",),
+            )
+        )
 
 
 RESTORATION_TRAIN = {
@@ -427,7 +437,7 @@ RESTORATION_TRAIN = {
     "weight_decay": 0.0,
     "warmup_steps": 10,
 }
-MRI_BASELINES = ("encoder:medical.zero_filled", "encoder:medical.tv_cs")
+MRI_BASELINES = ("medical.zero_filled", "medical.tv_cs")
 
 
 @hookimpl
@@ -460,24 +470,22 @@ def register_benchmarks(register: Register) -> None:
             dataset="medical.ct_denoise",
             dataset_options={"image_size": 64},  # CPU setting; 128 takes about 4x longer
             encoder="medical.unet",
+            # C-BSN, Noise2Score and Filter2Noise train their own networks: their faces
+            # (medical.blind_spot_net, medical.score, medical.bilateral_filter) are offered
+            # only by medical.cbsn_net, medical.score_unet and medical.agbf
             pretexts=(
                 "medical.blind_spot",
                 "medical.cbsn",
                 "medical.noise2score",
                 "medical.filter2noise",
             ),
-            pretext_encoders={
-                "medical.cbsn": "medical.cbsn_net",
-                "medical.noise2score": "medical.score_unet",
-                "medical.filter2noise": "medical.agbf",
-            },
             evaluators=("medical.restoration",),
             summary="low-dose CT denoising (Poisson noise on the sinogram, 1e4 photons)",
             baselines=(
-                "encoder:medical.identity",
-                "encoder:medical.tv_denoise",
-                "encoder:medical.nlm",
-                "encoder:medical.bilateral",
+                "medical.identity",
+                "medical.tv_denoise",
+                "medical.nlm",
+                "medical.bilateral",
             ),
             train=RESTORATION_TRAIN,
             gpu_train={**RESTORATION_TRAIN, "steps": 3000, "device": "cuda"},
@@ -502,7 +510,9 @@ def register_benchmarks(register: Register) -> None:
             evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
             summary="tissue class of 32^3 brain MRI cubes from frozen volume embeddings "
             "(core's probes), after pretraining on the training cubes",
-            baselines=("input", "random_init", "supervised"),
+            # core.supervised keeps core's 60 epochs: 41 of the 59 minutes of the last CPU
+            # run; a smaller budget (baseline_options) would change its BENCHMARKS.md number
+            baselines=("core.input", "core.random_init", "core.supervised"),
             train={"steps": 200, "batch_size": 4, "lr": 1e-3, "warmup_steps": 10},
             gpu_train={
                 "steps": 3000,

@@ -219,7 +219,9 @@ def read_volume(source: SourceFile) -> np.ndarray:
         return read_dicom(file)[None]
     import nibabel
 
-    data = np.asarray(nibabel.load(file).dataobj, dtype=np.float64)
+    data = np.asarray(
+        nibabel.load(file).dataobj, dtype=np.float64  # type: ignore[attr-defined]
+    )
     if data.ndim == 4:
         data = data[..., 0]  # the second frame repeats the anatomy; it would duplicate slices
     # nibabel arrays are (x, y, z): axial slices along z, rotated so anterior is up

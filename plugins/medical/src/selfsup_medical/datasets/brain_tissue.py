@@ -43,21 +43,24 @@ Being an average of 152 brains, the template is smoother than one scan; the
 bands differ in anatomy (frontal, parietal, occipital), so a probe is tested
 on anatomy it did not see.
 
-Views (:class:`selfsup_medical.images.ImageViews`) apply to pretraining
-batches, so core's joint-embedding objectives run on these volumes.
+Views (:mod:`selfsup_medical.datasets.views`, the ``views`` option) apply to
+pretraining batches, so core's joint-embedding objectives run on these volumes.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import VOLUME3D, TaskSpec
 
-from ..images import ImageDataset, ImageViews
+from ..images import ImageDataset
 from ..sources import package_file
+from .views import parse_views
 
 NAME = "medical.brain_tissue3d"
 CLASSES = ("grey matter", "white matter", "other")
@@ -74,7 +77,9 @@ def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     def load(kind: str) -> np.ndarray:
         file = package_file("nilearn", TEMPLATE.format(kind))
-        return np.asarray(nibabel.load(file).dataobj, dtype=np.float32)
+        return np.asarray(
+            nibabel.load(file).dataobj, dtype=np.float32  # type: ignore[attr-defined]
+        )
 
     t1 = load("t1")
     t1 = np.clip(t1 / np.percentile(t1, 99.9), 0.0, 1.5)
@@ -138,22 +143,19 @@ def build(
     patch: int = 32,
     stride: int = 8,
     min_foreground: float = 0.25,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """The ``medical.brain_tissue3d`` dataset; pretraining items are the train cubes."""
+    image_views = parse_views(views, NAME)
     labelled = patches(patch, stride, min_foreground)
     counts = ", ".join(f"{k} {len(v)}" for k, v in labelled.items())
     return ImageDataset(
         NAME,
-        modality="volume3d",
+        modality=VOLUME3D,
         pretrain=[x for x, _ in labelled["train"]],
         labelled=labelled,
         task=TaskSpec("classification", len(CLASSES)),
-        views=ImageViews(crop=crop, flip=flip, rotate=rotate, scale=scale, intensity=intensity),
+        views=image_views,
         source=(
             f"{patch}^3 cubes (stride {stride}) of nilearn's MNI152 2009a T1 template, "
             f"labelled {'/'.join(CLASSES)} by the template's tissue maps; cubes per split: "

@@ -12,9 +12,9 @@ Attenuation maps (units of :func:`selfsup_medical.sources.hu_to_unit`, 1 =
 twice water): CT slices ``(HU + 1000) / 2000``; MR slices, scaled to ``[0, 1]``,
 times 0.5, so that the brightest tissue attenuates like water; the phantom as
 scikit-image gives it (skull 1). Low dose: :func:`selfsup_medical.ct.simulate_low_dose`
-with ``photons`` incident counts per detector bin, ``views`` parallel-beam
-angles over 180 degrees, a 30 cm field of view whatever the image size, and a
-per-slice seed (``SeedSequence([seed, k])``). Both the low-dose and the
+with ``photons`` incident counts per detector bin, ``angles`` parallel-beam
+projection angles (CT's "views") over 180 degrees, a 30 cm field of view whatever
+the image size, and a per-slice seed (``SeedSequence([seed, k])``). Both the low-dose and the
 full-dose FBP are divided by the full-dose FBP's 99.9th percentile
 (:func:`selfsup_medical.images.scale_unit` with the clean image as reference),
 so they share units and the clean image lies in about ``[0, 1]``.
@@ -25,11 +25,13 @@ Items: pretraining items are the low-dose FBP images of the train split only
 (:func:`selfsup_medical.sources.split_by_volume`, independent of ``seed``):
 train 61 slices (nilearn's MNI152 T1 template 35, ``anatomical.nii`` 25, the
 phantom), val 5 (the three CT slices, ``MR_small``, the abdominal MR), test 24
-(``example4d.nii.gz``, brain EPI). Views
-(:class:`selfsup_medical.images.ImageViews`) apply to pretraining batches.
+(``example4d.nii.gz``, brain EPI). The stochastic views
+(:mod:`selfsup_medical.datasets.views`, the ``views`` option) apply to pretraining
+batches. Changed in 0.2: the number of projection angles, the option ``views`` in
+0.1, is ``angles``, since ``views`` now holds the view options of every dataset.
 
 Measured low-dose PSNR (dB) against the full-dose FBP (data range 1, mean over
-each split, 128x128, 180 views, seed 0)::
+each split, 128x128, 180 angles, seed 0)::
 
     photons   test   val    train
     1e5       43.3   39.3   39.7
@@ -42,23 +44,26 @@ with tissue, so their longest rays keep only a few photons at 1e4 (about 45
 and 3 expected counts) and show streaks. Produced by
 ``python -m selfsup_medical.datasets.ct`` (this module's ``__main__``; about
 35 s of CPU, most of it the 90 Radon transforms, which are cached per
-``(image_size, views)`` across doses and seeds).
+``(image_size, angles)`` across doses and seeds).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import IMAGE2D, TaskSpec
 
 from ..ct import CTGeometry, clean_projection, low_dose
 from ..evaluators.restoration import psnr
-from ..images import ImageDataset, ImageViews, scale_unit
+from ..images import ImageDataset, scale_unit
 from ..sources import Slice, anatomical_records, phantom_record, split_by_volume
+from .views import parse_views
 
 NAME = "medical.ct_denoise"
 #: MR intensities (scaled to [0, 1]) times this are attenuation maps: brightest tissue = water
@@ -74,7 +79,7 @@ def attenuation(record: Slice) -> torch.Tensor:
     return record.image.float()  # CT in hu_to_unit units; the phantom as given
 
 
-def _check_options(photons: float, image_size: int, seed: int, views: int) -> None:
+def _check_options(photons: float, image_size: int, seed: int, angles: int) -> None:
     if (
         isinstance(photons, bool)
         or not isinstance(photons, (int, float))
@@ -88,17 +93,17 @@ def _check_options(photons: float, image_size: int, seed: int, views: int) -> No
         raise ValueError(f"{NAME}: image_size must be an integer >= 16, got {image_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"{NAME}: seed must be an integer >= 0, got {seed!r}")
-    if isinstance(views, bool) or not isinstance(views, int) or views < 8:
-        raise ValueError(f"{NAME}: views must be an integer >= 8, got {views!r}")
+    if isinstance(angles, bool) or not isinstance(angles, int) or angles < 8:
+        raise ValueError(f"{NAME}: angles must be an integer >= 8, got {angles!r}")
 
 
 @functools.lru_cache(maxsize=2)
-def clean_projections(image_size: int, views: int) -> dict[str, tuple[Projection, ...]]:
+def clean_projections(image_size: int, angles: int) -> dict[str, tuple[Projection, ...]]:
     """``split -> (slice number, noise-free sinogram, full-dose FBP), ...``, cached.
 
     The Radon transforms are the slow part and do not depend on dose or seed.
     """
-    geometry = CTGeometry(views=views)
+    geometry = CTGeometry(views=angles)
     records = [*anatomical_records(image_size), phantom_record(image_size)]
     position = {(r.volume, r.index): k for k, r in enumerate(records)}
     return {
@@ -115,13 +120,13 @@ def pairs(
     photons: float,
     image_size: int,
     seed: int,
-    views: int = 180,
+    angles: int = 180,
 ) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
     """``split -> [(low-dose FBP, full-dose FBP), ...]``, both ``[1, size, size]``."""
-    _check_options(photons, image_size, seed, views)
-    geometry = CTGeometry(views=views)
+    _check_options(photons, image_size, seed, angles)
+    geometry = CTGeometry(views=angles)
     out: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    for split, items in clean_projections(image_size, views).items():
+    for split, items in clean_projections(image_size, angles).items():
         out[split] = []
         for k, sinogram, full in items:
             state = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
@@ -135,26 +140,23 @@ def build(
     photons: float = 1e4,
     image_size: int = 128,
     seed: int = 0,
-    views: int = 180,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    angles: int = 180,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
-    """The ``medical.ct_denoise`` dataset (see the module docstring)."""
-    image_views = ImageViews(crop=crop, flip=flip, rotate=rotate, scale=scale, intensity=intensity)
-    labelled = pairs(photons=photons, image_size=image_size, seed=seed, views=views)
+    """The ``medical.ct_denoise`` dataset (see the module docstring); ``angles``:
+    projection angles; ``views``: the view options (:func:`.views.parse_views`)."""
+    image_views = parse_views(views, NAME)
+    labelled = pairs(photons=photons, image_size=image_size, seed=seed, angles=angles)
     counts = ", ".join(f"{k} {len(v)}" for k, v in labelled.items())
     return ImageDataset(
         NAME,
-        modality="image2d",
+        modality=IMAGE2D,
         pretrain=[low for low, _ in labelled["train"]],
         labelled=labelled,
         task=TaskSpec("dense"),
         views=image_views,
         source=(
-            f"low-dose CT simulated at {photons:g} photons/bin, {views} views, on real "
+            f"low-dose CT simulated at {photons:g} photons/bin, {angles} angles, on real "
             f"CT (3) and MR (86) slices shipped in pydicom/nibabel/nilearn + the Shepp-Logan "
             f"phantom (train), {image_size}x{image_size}; slices per split: {counts}"
         ),

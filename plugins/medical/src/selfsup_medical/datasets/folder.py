@@ -31,14 +31,14 @@ see the train images plus the images that have no label map, never validation
 or test images. Without ``labels``: ``TaskSpec("none")``, every image is for
 pretraining.
 
-Views: :class:`~selfsup_medical.images.ImageViews` (``crop``, ``flip``,
-``rotate``, ``scale``, ``intensity``).
+Views: the ``views`` option (:mod:`selfsup_medical.datasets.views`: ``crop``,
+``flip``, ``rotate``, ``scale``, ``intensity``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfsup.components import TaskSpec
+from selfsup.api import IMAGE2D, VOLUME3D, TaskSpec
 
-from ..images import ImageDataError, ImageDataset, ImageViews, scale_unit
+from ..images import ImageDataError, ImageDataset, scale_unit
 from ..io import FolderItem, Skipped, scan_folder
+from .views import ImageViews, parse_views
 
 VOLUMES = "medical.volumes"
 IMAGES = "medical.images"
@@ -63,11 +64,7 @@ def build_volumes(
     size: int = 64,
     n_classes: int | None = None,
     seed: int = 0,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """``medical.volumes``: the 3D volumes under ``root``, ``[C, size, size, size]`` each.
 
@@ -83,7 +80,7 @@ def build_volumes(
         size=size,
         n_classes=n_classes,
         seed=seed,
-        views=ImageViews(crop, flip, rotate, scale, intensity),
+        views=parse_views(views, VOLUMES),
     )
 
 
@@ -94,11 +91,7 @@ def build_images(
     size: int = 128,
     n_classes: int | None = None,
     seed: int = 0,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """``medical.images``: 2D images and the axial slices of volumes under ``root``.
 
@@ -112,7 +105,7 @@ def build_images(
         size=size,
         n_classes=n_classes,
         seed=seed,
-        views=ImageViews(crop, flip, rotate, scale, intensity),
+        views=parse_views(views, IMAGES),
     )
 
 
@@ -164,7 +157,7 @@ def _build(
         raise ImageDataError(f"{name}: no usable images under {root}")
     labelled_items = [it for it in items if it.label_path is not None]
     where = f"{name} (root={str(root)!r}" + (f", labels={str(labels)!r})" if labels else ")")
-    modality = "image2d" if dims == 2 else "volume3d"
+    modality = IMAGE2D if dims == 2 else VOLUME3D
     if labels is None:
         pretrain = [x for it in items for x in _samples(it)]
         ds = ImageDataset(

@@ -47,14 +47,16 @@ opening still gets 0.83 / 0.90, and the discs are visible by eye. Produced by
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import IMAGE2D, VOLUME3D, TaskSpec
 
-from ..images import SPLITS, ImageDataset, ImageViews
+from ..images import SPLITS, ImageDataset
+from .views import ImageViews, parse_views
 
 NAMES = {2: "medical.synthetic_seg2d", 3: "medical.synthetic_seg3d"}
 #: objects per image (later objects overwrite earlier ones where they overlap)
@@ -90,7 +92,7 @@ def generate(
     out = []
     for i in range(n):
         state = np.random.RandomState(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             num_objs=NUM_OBJECTS,
             rad_max=rad_max,
             rad_min=rad_min,
@@ -160,7 +162,7 @@ def _build(
     counts = ", ".join(f"{s} {len(v)}" for s, v in labelled.items())
     return ImageDataset(
         name,
-        modality="image2d" if dims == 2 else "volume3d",
+        modality=IMAGE2D if dims == 2 else VOLUME3D,
         pretrain=[x for x, _ in labelled["train"]],
         labelled=labelled,
         task=TaskSpec("segmentation", n_classes),
@@ -179,15 +181,11 @@ def build_2d(
     n_classes: int = 3,
     noise: float = DEFAULT_NOISE,
     seed: int = 0,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """``medical.synthetic_seg2d``: ``n_images`` images ``[1, size, size]`` with label maps."""
-    views = ImageViews(crop=crop, flip=flip, rotate=rotate, scale=scale, intensity=intensity)
-    return _build(2, "n_images", n_images, size, n_classes, noise, seed, views)
+    image_views = parse_views(views, NAMES[2])
+    return _build(2, "n_images", n_images, size, n_classes, noise, seed, image_views)
 
 
 def build_3d(
@@ -197,15 +195,11 @@ def build_3d(
     n_classes: int = 3,
     noise: float = DEFAULT_NOISE,
     seed: int = 0,
-    crop: float = 0.8,
-    flip: float = 0.5,
-    rotate: float = 0.2,
-    scale: float = 0.1,
-    intensity: float = 0.1,
+    views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """``medical.synthetic_seg3d``: ``n_volumes`` volumes ``[1, size, size, size]``."""
-    views = ImageViews(crop=crop, flip=flip, rotate=rotate, scale=scale, intensity=intensity)
-    return _build(3, "n_volumes", n_volumes, size, n_classes, noise, seed, views)
+    image_views = parse_views(views, NAMES[3])
+    return _build(3, "n_volumes", n_volumes, size, n_classes, noise, seed, image_views)
 
 
 # -- the threshold baseline -----------------------------------------------------------------

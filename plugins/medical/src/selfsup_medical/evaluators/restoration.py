@@ -1,8 +1,8 @@
 """Restoration quality: PSNR, SSIM and NRMSE of a model's output against the clean reference.
 
 For every labelled item ``(input, target)`` of a split (``"test"`` by default),
-the model's output on the input is turned into an image by
-``dataset.prediction_image`` (the output itself for images, the magnitude of the
+the model's ``dense`` output on the input is turned into an image by
+:func:`prediction_image` (the output itself for images, the magnitude of the
 complex output for k-space, :mod:`selfsup_medical.kspace`) and compared with the
 target, one image (2D) or one volume (3D) at a time; each metric is the mean over
 items. Shapes: prediction and target ``[B, C, *spatial]``, with ``C`` usually 1.
@@ -40,9 +40,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.batching import move_to
-from selfsup.components import EvalContext, Evaluator, SSLDataset
-from selfsup.evaluators.embeddings import parse_options, require_task
+from selfsup.api import (
+    KSPACE,
+    EvalContext,
+    Evaluator,
+    SSLDataset,
+    move_to,
+    option,
+    optional,
+    parse_options,
+    positive,
+    positive_int,
+    require_task,
+    split_name,
+)
+
+from ..kspace import magnitude
 
 NAME = "restoration"
 #: PSNR reported for an exact prediction (MSE 0), in dB
@@ -51,41 +64,20 @@ PSNR_CAP = 100.0
 
 @dataclass(frozen=True)
 class RestorationConfig:
-    """Options of :func:`build`.
+    """Options of :func:`build`."""
 
-    ``split``: the labelled split scored; ``data_range``: the PSNR/SSIM data range
-    (1.0 for intensities scaled to ``[0, 1]``; None: each target's max - min);
-    ``batch_size``: items per forward pass (None: the runner's ``ctx.batch_size``).
-    """
+    split: str = option("test", split_name, "the labelled split scored")
+    data_range: float | None = option(1.0, optional(positive),
+                                      "PSNR/SSIM data range (1.0 for intensities scaled to "
+                                      "[0, 1]; None: each target's max - min)")
+    batch_size: int | None = option(None, optional(positive_int),
+                                    "items per forward pass (None: the runner's batch size)")
 
-    split: str = "test"
-    data_range: float | None = 1.0
-    batch_size: int | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.split, str) or not self.split:
-            raise ValueError(
-                f"{NAME}: option split must be a split name such as 'test', got {self.split!r}"
-            )
-        if self.data_range is not None and (
-            isinstance(self.data_range, bool)
-            or not isinstance(self.data_range, (int, float))
-            or not self.data_range > 0
-            or not math.isfinite(self.data_range)
-        ):
-            raise ValueError(
-                f"{NAME}: option data_range must be a number > 0 or None (each "
-                f"target's max - min), got {self.data_range!r}"
-            )
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"{NAME}: option batch_size must be an integer >= 1 or None, "
-                f"got {self.batch_size!r}"
-            )
+def prediction_image(dataset: SSLDataset, output: torch.Tensor) -> torch.Tensor:
+    """The image compared with the target: the magnitude ``[B, 1, H, W]`` of a k-space
+    model's complex output ``[B, 2, H, W]``, else the output itself."""
+    return magnitude(output) if dataset.modality == KSPACE else output
 
 
 # -- metrics on one item ``[C, *spatial]`` (numpy) ----------------------------------------
@@ -142,7 +134,8 @@ def nrmse(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def build(**options: Any) -> Evaluator:
-    """The restoration evaluator; options are the fields of :class:`RestorationConfig`."""
+    """The restoration evaluator (it reads the model's ``dense`` face); options are the
+    fields of :class:`RestorationConfig`."""
     config = parse_options(RestorationConfig, options, NAME)
 
     def evaluate(model: nn.Module, dataset: SSLDataset, ctx: EvalContext) -> dict[str, float]:
@@ -152,7 +145,7 @@ def build(**options: Any) -> Evaluator:
 
 
 def restoration_metrics(
-    model: nn.Module, dataset: SSLDataset, ctx: EvalContext, config: RestorationConfig
+    model: Any, dataset: SSLDataset, ctx: EvalContext, config: RestorationConfig
 ) -> dict[str, float]:
     """``restoration.psnr``/``ssim``/``nrmse`` of ``model`` on ``config.split``."""
     require_task(
@@ -167,7 +160,6 @@ def restoration_metrics(
             f"{NAME}: dataset {dataset.name!r} has no labelled split "
             f"{config.split!r}; its labelled splits are {list(dataset.splits)}"
         )
-    to_image = getattr(dataset, "prediction_image", None)
     device = torch.device(ctx.device)
     was_training = model.training
     model.to(device)
@@ -179,13 +171,12 @@ def restoration_metrics(
             for batch, y, _ in dataset.labelled_batches(
                 config.split, config.batch_size or ctx.batch_size
             ):
-                out = model(move_to(batch, device))
-                pred = to_image(out) if to_image is not None else out
+                pred = prediction_image(dataset, model.dense(move_to(batch, device)))
                 target = torch.as_tensor(y)
                 if tuple(pred.shape) != tuple(target.shape):
                     raise ValueError(
                         f"{NAME}: model {type(model).__name__} gives predictions of shape "
-                        f"{tuple(pred.shape)} (after dataset.prediction_image) but the "
+                        f"{tuple(pred.shape)} (after prediction_image) but the "
                         f"{config.split!r} targets of dataset {dataset.name!r} have shape "
                         f"{tuple(target.shape)}; a restoration model must output one image "
                         "per input (a dense encoder, e.g. medical.unet, not an embedding)"

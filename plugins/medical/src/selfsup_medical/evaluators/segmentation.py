@@ -13,15 +13,16 @@ For each ``n`` of ``n_labelled`` and each seed of ``ctx.seeds``:
 1. ``n`` items of the ``"train"`` split are drawn without replacement
    (``numpy.random.default_rng(seed)``); both models see exactly these;
 2. (a) a dense copy of the evaluated model, ``model.as_dense(n_classes)`` (a
-   :class:`~selfsup_medical.models.MedUNet`, dense or embedding face: the whole
-   U-Net keeps its weights, the final 1x1 convolution is new when the number of
-   outputs differs), and (b) a fresh model of the same architecture,
-   ``ctx.encoder_factory().as_dense(n_classes)``, are each trained end to end with
-   Adam (``lr``), the loss ``monai.losses.DiceCELoss(to_onehot_y=True,
-   softmax=True)`` (soft Dice plus cross-entropy, Isensee et al.'s nnU-Net
-   loss), ``batch_size`` items per step, for ``epochs`` passes over the ``n``
-   items, i.e. ``epochs * ceil(n / batch_size)`` optimiser steps (50 epochs of
-   one volume are 50 steps: cheap on a CPU, and the same budget for both models);
+   :class:`~selfsup_medical.models.MedUNet`, ``medical.unet`` or
+   ``medical.unet_encoder``: the whole U-Net keeps its weights, the final 1x1
+   convolution is new when the number of outputs differs), and (b) a fresh model of
+   the same architecture, ``ctx.encoder_factory().as_dense(n_classes)``, are each
+   trained end to end with Adam (``lr``), the loss
+   ``monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)`` (soft Dice plus
+   cross-entropy, Isensee et al.'s nnU-Net loss), ``batch_size`` items per step,
+   for ``epochs`` passes over the ``n`` items, i.e. ``epochs * ceil(n / batch_size)``
+   optimiser steps (50 epochs of one volume are 50 steps: cheap on a CPU, and the
+   same budget for both models);
    the last weights are kept (no validation labels are spent on model selection);
 3. each model segments the ``"test"`` split (argmax of its logits) and is scored
    by the mean foreground Dice (``monai.metrics.DiceMetric(include_background=False)``,
@@ -37,9 +38,10 @@ Shapes: images ``[B, C, *spatial]`` (2D or 3D), label maps ``[B, *spatial]`` or
 ``[B, 1, *spatial]`` of integers ``0 .. n_classes - 1``, logits
 ``[B, n_classes, *spatial]``.
 
+Both models are trained and scored through their ``dense`` face.
+
 Keys: ``dice_finetune.dice@{n}`` (pretrained) and ``dice_finetune.scratch_dice@{n}``
-(from scratch), each with ``_std`` over seeds
-(:func:`selfsup.evaluators.embeddings.summarise_seeds`).
+(from scratch), each with ``_std`` over seeds (``selfsup.api.summarise_seeds``).
 """
 
 from __future__ import annotations
@@ -53,57 +55,51 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.components import EvalContext, Evaluator, SSLDataset
-from selfsup.evaluators.embeddings import (
-    check_positive,
+from selfsup.api import (
+    EvalContext,
+    Evaluator,
+    SSLDataset,
+    option,
     parse_options,
+    positive,
+    positive_int,
     require_seeds,
     require_task,
     summarise_seeds,
 )
 
+from ..models import MedUNet
+
 NAME = "dice_finetune"
+
+
+def _counts(x: Any) -> str | None:
+    items = (x,) if isinstance(x, int) else x
+    ok = (
+        isinstance(items, (list, tuple))
+        and len(items) > 0
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in items)
+        and len(set(items)) == len(items)
+    )
+    return None if ok else "be distinct integers >= 1, e.g. [1, 2, 5]"
 
 
 @dataclass(frozen=True)
 class DiceFinetuneConfig:
-    """Options of :func:`build`.
+    """Options of :func:`build`."""
 
-    ``n_labelled``: numbers of labelled training items to fine-tune on;
-    ``epochs``: passes over those items; ``lr``: Adam's learning rate;
-    ``batch_size``: items per optimiser step; ``eval_batch_size``: items per
-    forward pass when scoring the test split (small, so 3D volumes fit).
-    """
-
-    n_labelled: tuple[int, ...] = (1, 2, 5)
-    epochs: int = 50
-    lr: float = 1e-3
-    batch_size: int = 2
-    eval_batch_size: int = 8
+    n_labelled: tuple[int, ...] = option((1, 2, 5), _counts,
+                                         "numbers of labelled training items to fine-tune on")
+    epochs: int = option(50, positive_int, "passes over those items")
+    lr: float = option(1e-3, positive, "Adam's learning rate")
+    batch_size: int = option(2, positive_int, "items per optimiser step")
+    eval_batch_size: int = option(8, positive_int,
+                                  "items per forward pass when scoring the test split (small, "
+                                  "so 3D volumes fit)")
 
     def __post_init__(self) -> None:
-        values = (self.n_labelled,) if isinstance(self.n_labelled, int) else self.n_labelled
-        try:
-            counts = tuple(values)
-        except TypeError:
-            raise ValueError(
-                f"{NAME}: option n_labelled must be a list of integers >= 1, "
-                f"got {self.n_labelled!r}"
-            ) from None
-        if (
-            not counts
-            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in counts)
-            or len(set(counts)) != len(counts)
-        ):
-            raise ValueError(
-                f"{NAME}: option n_labelled must be distinct integers >= 1, e.g. "
-                f"[1, 2, 5], got {self.n_labelled!r}"
-            )
-        object.__setattr__(self, "n_labelled", counts)  # TOML gives lists; keep a tuple
-        check_positive(NAME, "epochs", self.epochs, integer=True)
-        check_positive(NAME, "lr", self.lr, integer=False)
-        check_positive(NAME, "batch_size", self.batch_size, integer=True)
-        check_positive(NAME, "eval_batch_size", self.eval_batch_size, integer=True)
+        if isinstance(self.n_labelled, int) and not isinstance(self.n_labelled, bool):
+            object.__setattr__(self, "n_labelled", (self.n_labelled,))  # one count
 
 
 def build(**options: Any) -> Evaluator:
@@ -166,9 +162,7 @@ def dice_finetune(
     return summarise_seeds(per_seed)
 
 
-def _require_unet(model: Any, what: str) -> Any:
-    from selfsup_medical.models import MedUNet
-
+def _require_unet(model: Any, what: str) -> MedUNet:
     if not isinstance(model, MedUNet):
         raise TypeError(
             f"{NAME}: {what} is a {type(model).__name__}; Dice fine-tuning needs a "
@@ -178,9 +172,9 @@ def _require_unet(model: Any, what: str) -> Any:
     return model
 
 
-def _dense_unet(model: Any, n_classes: int, what: str) -> nn.Module:
+def _dense_unet(model: Any, n_classes: int, what: str) -> MedUNet:
     """A dense copy of a MedUNet with ``n_classes`` outputs (``model`` is not modified)."""
-    return _require_unet(model, what).as_dense(n_classes)  # type: ignore[no-any-return]
+    return _require_unet(model, what).as_dense(n_classes)
 
 
 def _cuda_devices(device: torch.device) -> list[int]:
@@ -208,7 +202,7 @@ def _label_maps(y: torch.Tensor, images: torch.Tensor, n_classes: int) -> torch.
 
 
 def _train(
-    net: nn.Module,
+    net: MedUNet,
     dataset: SSLDataset,
     indices: Sequence[int],
     config: DiceFinetuneConfig,
@@ -229,7 +223,7 @@ def _train(
         ):
             x = torch.as_tensor(x).float()
             target = _label_maps(y, x, n_classes).to(device)
-            loss = loss_fn(net(x.to(device)), target)
+            loss = loss_fn(net.dense(x.to(device)), target)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -237,7 +231,7 @@ def _train(
 
 
 def mean_dice(
-    net: nn.Module,
+    net: MedUNet,
     dataset: SSLDataset,
     split: str,
     n_classes: int,
@@ -256,7 +250,7 @@ def mean_dice(
             for x, y, _ in dataset.labelled_batches(split, batch_size):
                 x = torch.as_tensor(x).float()
                 target = _label_maps(y, x, n_classes)
-                pred = net(x.to(device)).argmax(1, keepdim=True).cpu()
+                pred = net.dense(x.to(device)).argmax(1, keepdim=True).cpu()
                 metric(y_pred=one_hot(pred, n_classes), y=one_hot(target, n_classes))
         aggregate = metric.aggregate()  # a tensor (a tuple only with get_not_nans=True)
         value = float(torch.as_tensor(aggregate).item())

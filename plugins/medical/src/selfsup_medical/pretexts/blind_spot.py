@@ -29,8 +29,9 @@ every other output is ignored. Masks, phases and neighbours are drawn per sample
 from the trainer's generator.
 
 Shapes: a batch is ``[B, C, H, W]`` (image2d) or ``[B, C, D, H, W]`` (volume3d);
-the dense model (``medical.unet``) must return the same shape (as many output
-channels as input channels: a restoration U-Net).
+the model's ``dense`` face (``medical.unet``) must return the same shape (as many
+output channels as input channels: a restoration U-Net; a segmentation U-Net is
+trained through a separate restoration head, as in context restoration).
 
 Inference is the plain model on the whole, unmasked image, as Noise2Void does;
 Noise2Self (§4) reports that this matches the J-invariant average over all grid
@@ -47,49 +48,50 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options
-from selfsup_medical.models import MedUNet
-from selfsup_medical.pretexts.context_restoration import restoration_head, unet_restore
+from selfsup.api import (
+    IMAGE2D,
+    VOLUME3D,
+    PretextTask,
+    SSLDataset,
+    one_of,
+    option,
+    parse_options,
+    positive_int,
+)
+from selfsup_medical.pretexts.context_restoration import restoration_head, restore
 
 NAME = "medical.blind_spot"
 MASKINGS = ("noise2self", "noise2void")
 REPLACEMENTS = {"noise2self": ("interpolate", "zero"), "noise2void": ("neighbour",)}
 
 
+def _grid(x: Any) -> str | None:
+    ok = isinstance(x, int) and not isinstance(x, bool) and x >= 2
+    return None if ok else "be an int >= 2 (grid 1 would hide every pixel)"
+
+
 @dataclass(frozen=True)
 class BlindSpotConfig:
     """Options of :func:`build` (``medical.blind_spot``).
 
-    ``masking``: ``"noise2self"`` (grid phase) or ``"noise2void"`` (one random
-    pixel per box). ``grid``: the lattice period (Noise2Self) or box side
-    (Noise2Void), at least 2; ``1 / grid^d`` of the pixels are hidden per step.
-    ``replacement``: what a hidden pixel shows the network; None picks the
-    method's own (``"interpolate"`` for Noise2Self, ``"neighbour"`` for
-    Noise2Void); Noise2Self also accepts ``"zero"``. ``radius``: Noise2Void's
-    neighbourhood half-width (2: a 5 x 5 window); images need sides of at least
-    ``2 radius + 1``.
+    ``replacement`` must go with ``masking``: Noise2Self takes ``"interpolate"``
+    or ``"zero"``, Noise2Void ``"neighbour"``.
     """
 
-    masking: str = "noise2self"
-    grid: int = 4
-    replacement: str | None = None
-    radius: int = 2
+    masking: str = option("noise2self", one_of(*MASKINGS),
+                          "noise2self (one grid phase) or noise2void (one random pixel per box)")
+    grid: int = option(4, _grid,
+                       "lattice period (Noise2Self) or box side (Noise2Void); 1 / grid^d "
+                       "of the pixels are hidden per step")
+    replacement: str | None = option(None, None,
+                                     "what a hidden pixel shows; None: the method's own "
+                                     "(interpolate for Noise2Self, neighbour for Noise2Void)")
+    radius: int = option(2, positive_int,
+                         "Noise2Void's neighbourhood half-width (2: a 5 x 5 window)")
 
     def __post_init__(self) -> None:
-        if self.masking not in MASKINGS:
-            raise ValueError(
-                f"{NAME}: masking must be one of {list(MASKINGS)}, got {self.masking!r}"
-            )
-        if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 2:
-            raise ValueError(
-                f"{NAME}: grid must be an int >= 2 (grid 1 would hide every pixel), "
-                f"got {self.grid!r}"
-            )
-        if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 1:
-            raise ValueError(f"{NAME}: radius must be an int >= 1, got {self.radius!r}")
-        allowed = REPLACEMENTS[self.masking]
-        if self.replacement is not None and self.replacement not in allowed:
+        allowed = REPLACEMENTS.get(self.masking, ())
+        if allowed and self.replacement is not None and self.replacement not in allowed:
             raise ValueError(
                 f"{NAME}: replacement={self.replacement!r} does not go with "
                 f"masking={self.masking!r}; use one of {list(allowed)} or None"
@@ -197,21 +199,18 @@ class BlindSpot(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: BlindSpotConfig) -> None:
         super().__init__()
-        if dataset.modality not in ("image2d", "volume3d"):
+        if dataset.modality not in (IMAGE2D, VOLUME3D):
             raise ValueError(
                 f"{NAME} denoises images or volumes; dataset {dataset.name!r} is "
                 f"{dataset.modality!r}"
             )
         self.encoder = encoder
         self.config = config
-        self.spatial_dims = 2 if dataset.modality == "image2d" else 3
+        self.spatial_dims = 2 if dataset.modality == IMAGE2D else 3
         # A segmentation U-Net (out_channels = classes) is pretrained through a
         # separate restoration head on its last decoder features, as in
         # context_restoration; its own final convolution is left for fine-tuning.
-        self.head: nn.Module | None = None
-        in_channels = getattr(dataset, "in_channels", None)
-        if isinstance(encoder, MedUNet) and in_channels:
-            self.head = restoration_head(encoder, int(in_channels))
+        self.head = restoration_head(encoder)
 
     def mask_and_replace(
         self, y: torch.Tensor, generator: torch.Generator
@@ -253,10 +252,7 @@ class BlindSpot(nn.Module, PretextTask):
             )
         y = batch.float()
         x_in, mask = self.mask_and_replace(y, generator)
-        if self.head is not None:
-            pred, _ = unet_restore(self.encoder, x_in, self.head)  # type: ignore[arg-type]
-        else:
-            pred = self.encoder(x_in)
+        pred = restore(self.encoder, x_in, self.head)
         if not isinstance(pred, torch.Tensor) or pred.shape != y.shape:
             got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
             raise ValueError(
@@ -271,4 +267,4 @@ class BlindSpot(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> BlindSpot:
     """``medical.blind_spot`` factory; ``options`` are :class:`BlindSpotConfig` fields."""
-    return BlindSpot(encoder, dataset, config_from_options(BlindSpotConfig, options, NAME))
+    return BlindSpot(encoder, dataset, parse_options(BlindSpotConfig, options, NAME))

@@ -37,8 +37,13 @@ channel minus its mean, divided by its standard deviation clamped at
 ``ramp(t)`` grows linearly from 0 to 1 over the first ``ramp_fraction`` of
 training (200k of 500k iterations in the paper's code). Images whose sides are
 not multiples of ``s_b`` (or ``s_i``) are cropped to them at a random offset for
-that term. Inference (``CBSNNet.forward``) is the non-blind network on the full
-image, in data units.
+that term. Inference (``CBSNNet.dense``, the ``dense`` face) is the non-blind
+network on the full image, in data units.
+
+The task trains the face ``medical.blind_spot_net``
+(:data:`selfsup_medical.faces.BLIND_SPOT_NET`: ``core(x, blind)`` and
+``standardise(x)``), which only ``medical.cbsn_net`` offers, so ``selfsup bench``
+trains that network whatever the benchmark's encoder.
 
 Shapes: a batch is ``[B, C, H, W]``; ``CBSNNet`` returns ``[B, C, H, W]``.
 The default width (32) and depth (4 dilated modules per branch) are CPU-sized;
@@ -55,8 +60,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    IMAGE2D,
+    PretextTask,
+    SSLDataset,
+    non_negative,
+    option,
+    parse_options,
+    positive_int,
+    unit_interval,
+)
 
 NAME = "medical.cbsn"
 ENCODER = "medical.cbsn_net"
@@ -110,11 +123,12 @@ class _Branch(nn.Module):
 
 
 class CBSNNet(nn.Module):
-    """C-BSN's network (``medical.cbsn_net``): dense, ``[B, C, H, W] -> [B, C, H, W]``.
+    """C-BSN's network (``medical.cbsn_net``): ``[B, C, H, W] -> [B, C, H, W]``.
 
-    :meth:`core` runs the network on standardised images with the blind spot on or
-    off; ``forward(x)`` standardises each image, runs it with the blind spot off
-    and undoes the standardisation: the denoised image in data units.
+    Faces ``dense`` and ``medical.blind_spot_net``. :meth:`core` runs the network on
+    standardised images with the blind spot on or off; :meth:`dense` (and
+    ``forward``) standardises each image, runs it with the blind spot off and undoes
+    the standardisation: the denoised image in data units.
     """
 
     def __init__(self, in_channels: int, channels: int = 32, blocks: int = 4) -> None:
@@ -161,9 +175,13 @@ class CBSNNet(nn.Module):
         std = x.std(dim=(2, 3), keepdim=True, unbiased=False).clamp_min(floor)
         return (x - mean) / std, mean, std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The denoised image, in data units."""
         xn, mean, std = self.standardise(x.float())
         return self.core(xn, blind=False) * std + mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(x)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -174,7 +192,7 @@ class CBSNNet(nn.Module):
 
 def build_encoder(dataset: SSLDataset, *, channels: int = 32, blocks: int = 4) -> CBSNNet:
     """``medical.cbsn_net``: C-BSN's conditional blind-spot network for ``dataset``'s images."""
-    if dataset.modality != "image2d":
+    if dataset.modality != IMAGE2D:
         raise ValueError(
             f"{ENCODER} works on 2D images; dataset {dataset.name!r} is {dataset.modality!r}"
         )
@@ -227,30 +245,14 @@ def subsample(x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CBSNConfig:
-    """Options of :func:`build` (``medical.cbsn``); defaults are the authors' code's.
+    """Options of :func:`build` (``medical.cbsn``); defaults are the authors' code's."""
 
-    ``blind_stride``: ``s_b`` of the blind-spot loss (5). ``invariance_stride``:
-    ``s_i`` of the random subsampler (2). ``invariance_weight``: ``lambda`` (2.0).
-    ``ramp_fraction``: the fraction of training over which the non-blind terms
-    are ramped in (0.4: 200k of 500k iterations); 0 turns them on at once.
-    """
-
-    blind_stride: int = 5
-    invariance_stride: int = 2
-    invariance_weight: float = 2.0
-    ramp_fraction: float = 0.4
-
-    def __post_init__(self) -> None:
-        for name in ("blind_stride", "invariance_stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{NAME}: {name} must be an int >= 1, got {value!r}")
-        w = self.invariance_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-            raise ValueError(f"{NAME}: invariance_weight must be a number >= 0, got {w!r}")
-        r = self.ramp_fraction
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
-            raise ValueError(f"{NAME}: ramp_fraction must be in [0, 1], got {r!r}")
+    blind_stride: int = option(5, positive_int, "s_b of the blind-spot loss")
+    invariance_stride: int = option(2, positive_int, "s_i of the random subsampler")
+    invariance_weight: float = option(2.0, non_negative, "lambda of the invariance loss")
+    ramp_fraction: float = option(0.4, unit_interval,
+                                  "fraction of training over which the non-blind terms are "
+                                  "ramped in (200k of 500k iterations); 0: on at once")
 
 
 class CBSN(nn.Module, PretextTask):
@@ -260,17 +262,11 @@ class CBSN(nn.Module, PretextTask):
     ``{"loss", "blind", "self", "invariance", "ramp"}``.
     """
 
-    encoder: CBSNNet
     ramp: torch.Tensor
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: CBSNConfig) -> None:
         super().__init__()
-        if not isinstance(encoder, CBSNNet):
-            raise TypeError(
-                f"{NAME} trains C-BSN's conditional blind-spot network: use the encoder "
-                f"{ENCODER!r} (CBSNNet), got {type(encoder).__name__}"
-            )
-        if dataset.modality != "image2d":
+        if dataset.modality != IMAGE2D:
             raise ValueError(
                 f"{NAME} denoises 2D images; dataset {dataset.name!r} is {dataset.modality!r}"
             )
@@ -290,7 +286,7 @@ class CBSN(nn.Module, PretextTask):
             got = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
             raise TypeError(f"{NAME} expects a batch of images [B, C, H, W], got {got}")
         cfg = self.config
-        yn, _, _ = CBSNNet.standardise(batch.float())
+        yn, _, _ = self.encoder.standardise(batch.float())
         loss_blind = self.blind_loss(yn, generator)
 
         s = cfg.invariance_stride
@@ -322,4 +318,4 @@ class CBSN(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> CBSN:
     """``medical.cbsn`` factory; ``options`` are :class:`CBSNConfig` fields."""
-    return CBSN(encoder, dataset, config_from_options(CBSNConfig, options, NAME))
+    return CBSN(encoder, dataset, parse_options(CBSNConfig, options, NAME))

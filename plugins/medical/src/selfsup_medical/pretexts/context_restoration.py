@@ -23,32 +23,40 @@ was moved or dropped). Patches and boxes are squares or cubes of side
 ``patch_fraction`` times each spatial side (at least one voxel). Every random draw
 comes from the trainer's generator, so the corruption of a step is reproducible.
 
-The encoder is a :class:`~selfsup_medical.models.MedUNet` (``medical.unet`` or
-``medical.unet_encoder``). The restored image must have the input's channels. When
-the U-Net's own output already has them (a restoration or unlabelled dataset) its
-final 1x1 convolution produces the restoration, so the pretrained model is itself a
-restorer. When it has a segmentation dataset's classes instead, a separate 1x1
-restoration head on the last decoder features is trained here and not exported:
+The pretext trains the ``dense`` face: the restored image is
+``encoder.dense(corrupted)``, which must have the input's channels, so any dense
+image model can be pretrained this way (a restoration U-Net, the denoisers of
+this plugin). A U-Net whose output has a segmentation dataset's classes instead
+(``medical.unet`` on ``medical.synthetic_seg3d``) is pretrained through a separate
+1x1 restoration head on its last decoder features, trained here and not exported:
 the U-Net's final convolution stays untrained, and ``MedUNet.as_dense(n_classes)``
 (used by ``medical.dice_finetune``) keeps or replaces it, while every other layer
 carries the pretrained weights.
+
+Changed in 0.2: the task calls ``encoder.dense`` instead of running the U-Net's
+layers itself (the same operations, so the same numbers), and no longer returns
+the U-Net's pooled features as ``"embedding"`` for the collapse diagnostics: a
+dense model has no embedding face to promise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import (
-    check_choice,
-    check_positive_int,
-    config_from_options,
+from selfsup.api import (
+    PretextTask,
+    SSLDataset,
+    one_of,
+    open_unit,
+    option,
+    parse_options,
+    positive_int,
 )
-from selfsup_medical.models import MedUNet, image_dataset
+from selfsup_medical.models import MedUNet
 
 NAME = "medical.context_restoration"
 MODES: tuple[str, ...] = ("swap", "inpaint", "dropout")
@@ -57,58 +65,35 @@ LOSS_ON: tuple[str, ...] = ("image", "corrupted")
 _SWAP_TRIES = 32
 
 
-# -- the U-Net as a restorer (shared with medical.mae3d) --------------------------------
+# -- the dense model as a restorer (shared with medical.mae3d and medical.blind_spot) ------
 
 
-def require_unet(encoder: nn.Module, method: str, spatial_dims: int | None = None) -> MedUNet:
-    """``encoder`` as a :class:`MedUNet`, or a TypeError naming the encoders that fit."""
-    if not isinstance(encoder, MedUNet):
-        raise TypeError(
-            f"{method} trains a U-Net: it needs the encoder medical.unet or medical.unet_encoder "
-            f"(a MedUNet), got {type(encoder).__name__}; pick one of those encoders"
-        )
-    if spatial_dims is not None and encoder.spatial_dims != spatial_dims:
-        raise TypeError(
-            f"{method} needs a {spatial_dims}D U-Net, got a {encoder.spatial_dims}D one; build "
-            f"the encoder for a {'volume3d' if spatial_dims == 3 else 'image2d'} dataset"
-        )
-    return encoder
-
-
-def restoration_head(unet: MedUNet, channels: int) -> nn.Module | None:
-    """None when the U-Net's own output has ``channels``; else a new 1x1 conv head."""
-    if unet.out_channels == channels:
+def restoration_head(encoder: nn.Module) -> nn.Module | None:
+    """A new 1x1 conv head when ``encoder`` is a U-Net whose dense output does not have
+    its input's channels (segmentation logits); None when ``dense`` restores as it is."""
+    if not isinstance(encoder, MedUNet) or encoder.out_channels == encoder.in_channels:
         return None
-    conv = nn.Conv2d if unet.spatial_dims == 2 else nn.Conv3d
-    return conv(unet.features[5], channels, kernel_size=1)
+    conv = nn.Conv2d if encoder.spatial_dims == 2 else nn.Conv3d
+    return conv(encoder.features[5], encoder.in_channels, kernel_size=1)
 
 
-def restoring_unet(
-    encoder: nn.Module, dataset: SSLDataset, method: str
-) -> tuple[MedUNet, nn.Module | None]:
-    """``encoder`` as a U-Net of ``dataset``'s dimensions (2D images or 3D volumes) and the
-    head that maps its output back to the input's channels (see :func:`restoration_head`)."""
-    dims = 2 if image_dataset(dataset, method).modality == "image2d" else 3
-    unet = require_unet(encoder, method, dims)
-    return unet, restoration_head(unet, unet.in_channels)
+def restore(encoder: Any, x: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+    """The restoration of ``x``: ``encoder.dense(x)``, or, with a ``head`` (see
+    :func:`restoration_head`), the U-Net's last decoder features through it."""
+    if head is None:
+        return encoder.dense(x)  # type: ignore[no-any-return]
+    return unet_restore(encoder, x, head)
 
 
-def unet_restore(
-    unet: MedUNet, x: torch.Tensor, head: nn.Module | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The U-Net's restoration of ``x`` and its embedding.
-
-    Runs MONAI ``BasicUNet``'s forward step by step (contracting path, the four
-    up-sampling blocks with skips) so the last decoder features can go through
-    ``head`` instead of the U-Net's final convolution, and so the deepest feature
-    map gives the embedding ``[B, features[4]]`` (the same as ``unet.embed``) at no
-    extra cost. With ``head=None`` the output equals ``unet.dense(x)``.
-    """
+def unet_restore(unet: MedUNet, x: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+    """MONAI ``BasicUNet``'s forward step by step (contracting path, the four
+    up-sampling blocks with skips), so that the last decoder features can go through
+    ``head`` instead of the U-Net's final convolution; with ``head=None`` the output
+    equals ``unet.dense(x)``."""
     x0, x1, x2, x3, x4 = unet.encode(x)
     n = unet.net
     u = n.upcat_1(n.upcat_2(n.upcat_3(n.upcat_4(x4, x3), x2), x1), x0)
-    out = (n.final_conv if head is None else head)(u)
-    return out, x4.flatten(2).mean(2)
+    return (n.final_conv if head is None else head)(u)  # type: ignore[no-any-return]
 
 
 # -- corruptions -------------------------------------------------------------------------
@@ -203,64 +188,48 @@ def restoration_loss(
 # -- the pretext task ---------------------------------------------------------------------
 
 
+def _patch_fraction(x: Any) -> str | None:
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 0.25
+    return None if ok else "be in (0, 0.25] (two patches must fit side by side)"
+
+
 @dataclass(frozen=True)
 class ContextRestorationConfig:
     """Options of :func:`build` (``medical.context_restoration``).
 
-    ``mode``: ``"swap"`` (Chen et al.), ``"inpaint"`` (zeroed boxes) or ``"dropout"``
-    (zeroed voxels). ``n_swaps``: pairs swapped per image (``T`` of the paper),
-    ``n_boxes``: boxes zeroed per image (inpaint), both of side ``patch_fraction``
-    of each spatial side; ``drop_fraction``: the probability that a voxel is
-    dropped (dropout). ``loss_on``: ``"image"`` (MSE over the whole image, as Chen
-    et al.) or ``"corrupted"`` (only the moved or zeroed voxels). The defaults
-    (10 swaps of patches an eighth of the side; 4 boxes; 25% of the voxels) are
-    this package's choices for 32-128 voxel images, not values from the papers.
+    The defaults (10 swaps of patches an eighth of the side; 4 boxes; 25% of the
+    voxels) are this package's choices for 32-128 voxel images, not values from
+    the papers.
     """
 
-    mode: str = "swap"
-    n_swaps: int = 10
-    n_boxes: int = 4
-    patch_fraction: float = 0.125
-    drop_fraction: float = 0.25
-    loss_on: str = "image"
-
-    def __post_init__(self) -> None:
-        owner = "ContextRestorationConfig"
-        check_choice(owner, "mode", self.mode, MODES)
-        check_choice(owner, "loss_on", self.loss_on, LOSS_ON)
-        check_positive_int(owner, "n_swaps", self.n_swaps)
-        check_positive_int(owner, "n_boxes", self.n_boxes)
-        f = self.patch_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.25:
-            raise ValueError(
-                f"{owner}.patch_fraction is the patch side as a fraction of the image side, "
-                f"in (0, 0.25] so that two patches fit side by side; got {f!r}"
-            )
-        d = self.drop_fraction
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
-            raise ValueError(f"{owner}.drop_fraction must be in (0, 1), got {d!r}")
+    mode: str = option("swap", one_of(*MODES),
+                       "swap (Chen et al.), inpaint (zeroed boxes) or dropout (zeroed voxels)")
+    n_swaps: int = option(10, positive_int, "pairs of patches swapped per image (T of the paper)")
+    n_boxes: int = option(4, positive_int, "boxes zeroed per image (inpaint)")
+    patch_fraction: float = option(0.125, _patch_fraction,
+                                   "side of a patch or box, as a fraction of each image side")
+    drop_fraction: float = option(0.25, open_unit,
+                                  "probability that a voxel is dropped (dropout)")
+    loss_on: str = option("image", one_of(*LOSS_ON),
+                          "image: MSE over the whole image (the papers); corrupted: only the "
+                          "moved or zeroed voxels")
 
 
 class ContextRestoration(nn.Module, PretextTask):
     """Corrupt the batch, let the U-Net restore it, MSE against the original.
 
     ``forward(batch, generator)``: ``batch`` ``[B, C, *spatial]``; returns
-    ``{"loss", "embedding", "corrupted_fraction"}``: the restoration loss, the
-    U-Net's ``[B, features[4]]`` embedding of the corrupted input (detached) and
-    the fraction of voxels the corruption touched.
+    ``{"loss", "corrupted_fraction"}``: the restoration loss and the fraction of
+    voxels the corruption touched.
     """
 
     def __init__(
         self, encoder: nn.Module, dataset: SSLDataset, config: ContextRestorationConfig
     ) -> None:
         super().__init__()
-        self.encoder, self.head = restoring_unet(encoder, dataset, NAME)
+        self.encoder = encoder
+        self.head = restoration_head(encoder)
         self.config = config
-
-    @property
-    def unet(self) -> MedUNet:
-        """``self.encoder``, typed (a property, so the module is registered once)."""
-        return cast(MedUNet, self.encoder)
 
     def corrupt(
         self, x: torch.Tensor, generator: torch.Generator
@@ -279,19 +248,15 @@ class ContextRestoration(nn.Module, PretextTask):
                 f"{NAME} expects an image batch tensor [B, C, *spatial], got {type(batch).__name__}"
             )
         corrupted, mask = self.corrupt(batch, generator)
-        restored, embedding = unet_restore(self.unet, corrupted, self.head)
+        restored = restore(self.encoder, corrupted, self.head)
         loss = restoration_loss(restored, batch, mask, self.config.loss_on)
-        return {
-            "loss": loss,
-            "embedding": embedding.detach(),
-            "corrupted_fraction": mask.float().mean().detach(),
-        }
+        return {"loss": loss, "corrupted_fraction": mask.float().mean().detach()}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> ContextRestoration:
     """``medical.context_restoration`` factory; ``options`` are
     :class:`ContextRestorationConfig` fields."""
-    config = config_from_options(ContextRestorationConfig, options, NAME)
+    config = parse_options(ContextRestorationConfig, options, NAME)
     return ContextRestoration(encoder, dataset, config)
 
 
@@ -301,9 +266,9 @@ __all__ = [
     "build",
     "drop_voxels",
     "inpaint_boxes",
-    "require_unet",
     "restoration_head",
     "restoration_loss",
+    "restore",
     "swap_patches",
     "unet_restore",
 ]

@@ -11,13 +11,16 @@ volume, with positives and negatives drawn from different depths, is the local
 idea of Chaitanya, Erdil, Karani & Konukoglu, "Contrastive learning of global and
 local features for medical image segmentation with limited annotations",
 NeurIPS 2020. The contrastive loss is SimCLR's NT-Xent (Chen et al., ICML 2020),
-core's :class:`~selfsup.objectives.simclr.NTXentLoss`.
+core's ``selfsup.api.NTXentLoss``.
 
-What is built here, for a 3D :class:`~selfsup_medical.models.MedUNet` (the model
-that is exported and later fine-tuned for segmentation), without a second network:
+The task trains the ``embedding`` face of a volume encoder (a 3D
+:class:`~selfsup_medical.models.MedUNet`, ``medical.unet`` or
+``medical.unet_encoder``, which is exported and later fine-tuned for segmentation),
+without a second network:
 
 - **3D, inter-volume**: two views of each volume ``[B, C, D, H, W]`` from
-  ``dataset.augment``; the U-Net's pooled deepest features (``encoder.embed``)
+  ``dataset.augment``; the encoder's embeddings (``encoder.embed``: the U-Net's
+  pooled deepest features)
   go through a projector, and NT-Xent pulls the two views of a volume together
   and pushes the other volumes of the batch away.
 - **2D, intra-volume**: ``slices_per_volume`` (``S``) axial slices (along ``D``)
@@ -45,28 +48,30 @@ padding at its ends), which we accept rather than write a second set of views.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.distributed import gather_with_grad
-from selfsup.objectives.projection import (
+from selfsup.api import (
     NORMS,
+    VOLUME3D,
     Norm,
-    check_choice,
-    check_head,
-    check_non_negative,
-    check_positive,
-    check_positive_int,
-    config_from_options,
+    NTXentLoss,
+    PretextTask,
+    SSLDataset,
+    encoder_dim,
+    gather_with_grad,
     mlp_head,
+    non_negative,
+    one_of,
+    option,
+    parse_options,
+    positive,
+    positive_int,
     two_views,
 )
-from selfsup.objectives.simclr import NTXentLoss
-from selfsup_medical.models import MedUNet
 
 NAME = "medical.contrastive_2d3d"
 #: the U-Net pools four times, so every side must be a multiple of 16
@@ -123,51 +128,39 @@ def slice_slabs(x: torch.Tensor, idx: torch.Tensor, depth: int) -> torch.Tensor:
     return slices.unsqueeze(2).expand(-1, c, depth, h, w).contiguous()
 
 
+def _slices(x: Any) -> str | None:
+    ok = isinstance(x, int) and not isinstance(x, bool) and x >= 2
+    return None if ok else "be an int >= 2 (a slice needs other slices as negatives)"
+
+
+def _slab_depth(x: Any) -> str | None:
+    ok = isinstance(x, int) and not isinstance(x, bool) and x >= 1 and x % MIN_SLAB_DEPTH == 0
+    return None if ok else f"be a multiple of {MIN_SLAB_DEPTH} (the U-Net pools four times)"
+
+
 @dataclass(frozen=True)
 class Contrastive2D3DConfig:
     """Options of :func:`build` (``medical.contrastive_2d3d``).
 
-    ``temperature``: NT-Xent temperature for both branches (0.5: small CPU batches,
-    see :class:`~selfsup.objectives.simclr.SimCLRConfig`). ``slices_per_volume``:
-    slices contrasted within each volume (``S >= 2``). ``slab_depth``: how many
-    times a slice is repeated to form its pseudo-3D slab (a multiple of 16).
-    ``weight_3d``/``weight_2d``: weights of the volume and slice losses (0 turns a
-    branch off; not both). Projectors: ``proj_layers`` linear layers of
-    ``proj_hidden_dim`` units to ``proj_out_dim`` outputs, one for volumes and one
-    for slices, sized for the U-Net's narrow (64-256) embeddings.
+    ``weight_3d`` and ``weight_2d`` may not both be 0. The projectors (one for
+    volumes, one for slices) are sized for the U-Net's narrow (64-256) embeddings.
     """
 
-    temperature: float = 0.5
-    slices_per_volume: int = 4
-    slab_depth: int = MIN_SLAB_DEPTH
-    weight_3d: float = 1.0
-    weight_2d: float = 1.0
-    proj_hidden_dim: int = 256
-    proj_out_dim: int = 64
-    proj_layers: int = 2
-    proj_norm: Norm = "batch"
+    temperature: float = option(0.5, positive,
+                                "NT-Xent temperature of both branches (0.5: small CPU batches)")
+    slices_per_volume: int = option(4, _slices, "slices contrasted within each volume (S)")
+    slab_depth: int = option(MIN_SLAB_DEPTH, _slab_depth,
+                             "times a slice is repeated to form its pseudo-3D slab")
+    weight_3d: float = option(1.0, non_negative, "weight of the volume loss (0: off)")
+    weight_2d: float = option(1.0, non_negative, "weight of the slice loss (0: off)")
+    proj_hidden_dim: int = option(256, positive_int, "hidden units of each projector")
+    proj_out_dim: int = option(64, positive_int, "outputs of each projector")
+    proj_layers: int = option(2, positive_int, "linear layers of each projector")
+    proj_norm: Norm = option("batch", one_of(*NORMS), "norm of the projectors' hidden layers")
 
     def __post_init__(self) -> None:
-        owner = "Contrastive2D3DConfig"
-        check_positive(owner, "temperature", self.temperature)
-        check_positive_int(owner, "slices_per_volume", self.slices_per_volume)
-        if self.slices_per_volume < 2:
-            raise ValueError(
-                f"{owner}.slices_per_volume must be >= 2 (a slice needs other slices as "
-                f"negatives), got {self.slices_per_volume}"
-            )
-        check_positive_int(owner, "slab_depth", self.slab_depth)
-        if self.slab_depth % MIN_SLAB_DEPTH:
-            raise ValueError(
-                f"{owner}.slab_depth must be a multiple of {MIN_SLAB_DEPTH} (the U-Net pools "
-                f"four times), got {self.slab_depth}"
-            )
-        check_non_negative(owner, "weight_3d", self.weight_3d)
-        check_non_negative(owner, "weight_2d", self.weight_2d)
         if self.weight_3d == 0 and self.weight_2d == 0:
-            raise ValueError(f"{owner}: weight_3d and weight_2d are both 0; nothing to train")
-        check_head(owner, self.proj_hidden_dim, self.proj_out_dim, self.proj_layers)
-        check_choice(owner, "proj_norm", self.proj_norm, NORMS)
+            raise ValueError(f"{NAME}: weight_3d and weight_2d are both 0; nothing to train")
 
 
 class Contrastive2D3D(nn.Module, PretextTask):
@@ -175,7 +168,7 @@ class Contrastive2D3D(nn.Module, PretextTask):
 
     ``forward(batch, generator)``: ``batch`` ``[B, C, D, H, W]`` (``B >= 2`` when the
     3D branch is on); returns ``{"loss", "embedding", "loss_3d", "loss_2d"}``;
-    ``embedding`` is ``encoder.embed`` of the first volume view ``[B, features[4]]``,
+    ``embedding`` is ``encoder.embed`` of the first volume view ``[B, embed_dim]``,
     detached.
     """
 
@@ -183,25 +176,14 @@ class Contrastive2D3D(nn.Module, PretextTask):
         self, encoder: nn.Module, dataset: SSLDataset, config: Contrastive2D3DConfig
     ) -> None:
         super().__init__()
-        if not isinstance(encoder, MedUNet) or encoder.spatial_dims != 3:
-            got = (
-                f"a {encoder.spatial_dims}D MedUNet"
-                if isinstance(encoder, MedUNet)
-                else type(encoder).__name__
-            )
-            raise TypeError(
-                f"{NAME} embeds volumes and pseudo-3D slice slabs with a 3D U-Net: it needs the "
-                f"encoder medical.unet_encoder or medical.unet built for a volume3d dataset, "
-                f"got {got}"
-            )
-        if dataset.modality != "volume3d":
+        if dataset.modality != VOLUME3D:
             raise ValueError(
                 f"{NAME} needs a volume3d dataset; {dataset.name!r} is {dataset.modality!r}"
             )
         self.encoder = encoder
         self.dataset = dataset
         self.config = config
-        dim = encoder.features[4]
+        dim = encoder_dim(encoder, NAME)
         c = config
         self.projector_3d = mlp_head(
             dim, c.proj_hidden_dim, c.proj_out_dim, c.proj_layers, c.proj_norm
@@ -210,11 +192,6 @@ class Contrastive2D3D(nn.Module, PretextTask):
             dim, c.proj_hidden_dim, c.proj_out_dim, c.proj_layers, c.proj_norm
         )
         self.criterion = NTXentLoss(c.temperature)
-
-    @property
-    def unet(self) -> MedUNet:
-        """``self.encoder``, typed (a property, so the module is registered once)."""
-        return cast(MedUNet, self.encoder)
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         if not isinstance(batch, torch.Tensor) or batch.ndim != 5:
@@ -225,7 +202,7 @@ class Contrastive2D3D(nn.Module, PretextTask):
             )
         c = self.config
         v1, v2 = two_views(self.dataset, batch, generator)
-        h1 = self.unet.embed(v1)
+        h1 = self.encoder.embed(v1)
         zero = h1.new_zeros(())
         loss_3d = zero
         if c.weight_3d > 0:
@@ -235,7 +212,7 @@ class Contrastive2D3D(nn.Module, PretextTask):
                     f"{batch.shape[0]}; raise the batch size or set weight_3d=0"
                 )
             z1 = gather_with_grad(self.projector_3d(h1))
-            z2 = gather_with_grad(self.projector_3d(self.unet.embed(v2)))
+            z2 = gather_with_grad(self.projector_3d(self.encoder.embed(v2)))
             loss_3d = self.criterion(z1, z2)
         loss_2d = zero
         if c.weight_2d > 0:
@@ -243,8 +220,8 @@ class Contrastive2D3D(nn.Module, PretextTask):
             idx = stratified_slices(b, batch.shape[2], s, generator)
             slabs = slice_slabs(batch, idx, c.slab_depth)
             s1, s2 = two_views(self.dataset, slabs, generator)
-            g1 = self.projector_2d(self.unet.embed(s1)).view(b, s, -1)
-            g2 = self.projector_2d(self.unet.embed(s2)).view(b, s, -1)
+            g1 = self.projector_2d(self.encoder.embed(s1)).view(b, s, -1)
+            g2 = self.projector_2d(self.encoder.embed(s2)).view(b, s, -1)
             loss_2d = intra_volume_ntxent(g1, g2, c.temperature)
         loss = c.weight_3d * loss_3d + c.weight_2d * loss_2d
         return {
@@ -259,5 +236,5 @@ def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> Contrastiv
     """``medical.contrastive_2d3d`` factory; ``options`` are :class:`Contrastive2D3DConfig`
     fields."""
     return Contrastive2D3D(
-        encoder, dataset, config_from_options(Contrastive2D3DConfig, options, NAME)
+        encoder, dataset, parse_options(Contrastive2D3DConfig, options, NAME)
     )

@@ -68,6 +68,13 @@ sigma_r`` per stage), :meth:`~AttentionGuidedBilateralFilter.save_parameter_maps
 draws them to a PNG (matplotlib, Agg canvas), and
 :meth:`~AttentionGuidedBilateralFilter.filter_with` applies edited maps (the
 paper's post-training, region-specific control).
+
+**Faces.** The filter offers ``dense`` (the filtered image, which the restoration
+evaluator reads) and ``medical.bilateral_filter``
+(:data:`selfsup_medical.faces.BILATERAL_FILTER`: the parameter maps above), which
+only ``medical.agbf`` offers. The pretext declares the latter, so ``selfsup bench``
+trains the filter whatever the benchmark's encoder; the loss itself calls
+``encoder.dense``.
 """
 
 from __future__ import annotations
@@ -83,12 +90,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import (
-    check_non_negative,
-    check_positive,
-    check_positive_int,
-    config_from_options,
+from selfsup.api import (
+    IMAGE2D,
+    PretextTask,
+    SSLDataset,
+    boolean,
+    check_value,
+    non_negative,
+    option,
+    parse_options,
+    positive,
+    positive_int,
 )
 
 NAME = "medical.filter2noise"
@@ -195,8 +207,8 @@ class SigmaPredictor(nn.Module):
 class AttentionGuidedBilateralFilter(nn.Module):
     """``medical.agbf``: stages of bilateral filters with predicted parameter maps.
 
-    ``forward(x)``: ``[B, C, H, W]`` -> the filtered image, same shape (a dense
-    encoder: ``embed_dim = C``).
+    Faces ``dense`` and ``medical.bilateral_filter``. ``dense(x)`` (and ``forward``):
+    ``[B, C, H, W]`` -> the filtered image, same shape (``embed_dim = C``).
     """
 
     def __init__(
@@ -211,14 +223,13 @@ class AttentionGuidedBilateralFilter(nn.Module):
     ) -> None:
         super().__init__()
         owner = ENCODER
-        check_positive_int(owner, "in_channels", in_channels)
-        check_positive_int(owner, "n_stages", n_stages)
-        check_positive_int(owner, "patch_size", patch_size)
-        check_positive_int(owner, "hidden_dim", hidden_dim)
-        check_positive(owner, "max_sigma", max_sigma)
+        for name, value in (("in_channels", in_channels), ("n_stages", n_stages),
+                            ("patch_size", patch_size), ("hidden_dim", hidden_dim)):
+            check_value(owner, name, value, positive_int)
+        check_value(owner, "max_sigma", max_sigma, positive)
         if kernel_size is None:
             kernel_size = 2 * math.ceil(max_sigma) + 1
-        check_positive_int(owner, "kernel_size", kernel_size)
+        check_value(owner, "kernel_size", kernel_size, positive_int)
         if kernel_size % 2 == 0:
             raise ValueError(f"{owner}.kernel_size must be odd, got {kernel_size}")
         self.in_channels, self.kernel_size = in_channels, kernel_size
@@ -242,8 +253,12 @@ class AttentionGuidedBilateralFilter(nn.Module):
             maps.append(s)
         return current.to(x.dtype), torch.stack(maps, dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The filtered image, ``[B, C, H, W]``."""
         return self._run(x)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(x)
 
     def filter_parameters(self, x: torch.Tensor) -> torch.Tensor:
         """Parameter maps ``[B, n_stages, 3, H, W]``: ``sigma_x, sigma_y, sigma_r`` of each
@@ -327,7 +342,7 @@ def build_encoder(dataset: SSLDataset, **options: Any) -> AttentionGuidedBilater
     """``medical.agbf`` factory: options are :class:`AttentionGuidedBilateralFilter`'s
     keywords (``n_stages``, ``patch_size``, ``hidden_dim``, ``max_sigma``,
     ``kernel_size``); the channels come from the dataset."""
-    if dataset.modality != "image2d":
+    if dataset.modality != IMAGE2D:
         raise ValueError(
             f"{ENCODER} filters 2D images; dataset {dataset.name!r} is {dataset.modality!r}"
         )
@@ -385,38 +400,35 @@ def dog_kernel(size: int, sigma_narrow: float, sigma_wide: float) -> torch.Tenso
     return (narrow / narrow.sum() - wide / wide.sum()).float()
 
 
+def _odd(x: Any) -> str | None:
+    ok = isinstance(x, int) and not isinstance(x, bool) and x >= 1 and x % 2 == 1
+    return None if ok else "be an odd positive int"
+
+
 @dataclass(frozen=True)
 class Filter2NoiseConfig:
     """Options of :func:`build` (``medical.filter2noise``); defaults from the reference
-    code's ``LossFunction``.
+    code's ``LossFunction``. ``dog_sigma_narrow`` must be smaller than
+    ``dog_sigma_wide``."""
 
-    ``edge_weight``: weight of the DoG edge term (350; the demo script uses 400).
-    ``dog_kernel_size``, ``dog_sigma_narrow``, ``dog_sigma_wide``: the DoG filter
-    (7, 9, 10). ``shuffle``: apply ELS to the sub-images (the paper's strategy;
-    False gives plain ZS-N2N-style downsampling, for ablations).
-    """
-
-    edge_weight: float = 350.0
-    dog_kernel_size: int = 7
-    dog_sigma_narrow: float = 9.0
-    dog_sigma_wide: float = 10.0
-    shuffle: bool = True
+    edge_weight: float = option(350.0, non_negative,
+                                "weight of the DoG edge term (the demo script uses 400)")
+    dog_kernel_size: int = option(7, _odd, "side of the difference-of-Gaussians filter")
+    dog_sigma_narrow: float = option(9.0, positive, "the DoG's narrow Gaussian")
+    dog_sigma_wide: float = option(10.0, positive, "the DoG's wide Gaussian")
+    shuffle: bool = option(True, boolean,
+                           "apply ELS to the sub-images (the paper); false: plain "
+                           "ZS-N2N-style downsampling, for ablations")
 
     def __post_init__(self) -> None:
-        owner = "Filter2NoiseConfig"
-        check_non_negative(owner, "edge_weight", self.edge_weight)
-        check_positive_int(owner, "dog_kernel_size", self.dog_kernel_size)
-        if self.dog_kernel_size % 2 == 0:
-            raise ValueError(f"{owner}.dog_kernel_size must be odd, got {self.dog_kernel_size}")
-        check_positive(owner, "dog_sigma_narrow", self.dog_sigma_narrow)
-        check_positive(owner, "dog_sigma_wide", self.dog_sigma_wide)
-        if not self.dog_sigma_narrow < self.dog_sigma_wide:
+        narrow, wide = self.dog_sigma_narrow, self.dog_sigma_wide
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in (narrow, wide))
+        if numbers and not narrow < wide:
             raise ValueError(
-                f"{owner}: dog_sigma_narrow ({self.dog_sigma_narrow}) must be smaller than "
-                f"dog_sigma_wide ({self.dog_sigma_wide})"
+                f"{NAME}: dog_sigma_narrow ({narrow}) must be smaller than "
+                f"dog_sigma_wide ({wide})"
             )
-        if not isinstance(self.shuffle, bool):
-            raise ValueError(f"{owner}.shuffle must be True or False, got {self.shuffle!r}")
 
 
 def filter2noise_loss(
@@ -466,12 +478,7 @@ class Filter2Noise(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: Filter2NoiseConfig) -> None:
         super().__init__()
-        if not isinstance(encoder, AttentionGuidedBilateralFilter):
-            raise TypeError(
-                f"{NAME} trains the attention-guided bilateral filter: it needs the encoder "
-                f"{ENCODER}, got {type(encoder).__name__}"
-            )
-        if dataset.modality != "image2d":
+        if dataset.modality != IMAGE2D:
             raise ValueError(
                 f"{NAME} needs an image2d dataset; {dataset.name!r} is {dataset.modality!r}"
             )
@@ -481,13 +488,13 @@ class Filter2Noise(nn.Module, PretextTask):
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         if not isinstance(batch, torch.Tensor):
             raise TypeError(f"{NAME} expects an image batch [B, C, H, W], got {type(batch)}")
-        terms = filter2noise_loss(self.encoder, batch, self.config)
+        terms = filter2noise_loss(self.encoder.dense, batch, self.config)
         return {k: (v if k == "loss" else v.detach()) for k, v in terms.items()}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> Filter2Noise:
     """``medical.filter2noise`` factory; ``options`` are :class:`Filter2NoiseConfig` fields."""
-    return Filter2Noise(encoder, dataset, config_from_options(Filter2NoiseConfig, options, NAME))
+    return Filter2Noise(encoder, dataset, parse_options(Filter2NoiseConfig, options, NAME))
 
 
 def fit_single_image(
@@ -504,8 +511,8 @@ def fit_single_image(
     ``encoder`` itself is not changed. Returns the fitted copy in eval mode."""
     if not isinstance(encoder, AttentionGuidedBilateralFilter):
         raise TypeError(f"fit_single_image needs a {ENCODER} filter, got {type(encoder).__name__}")
-    check_positive_int("fit_single_image", "steps", steps)
-    check_positive("fit_single_image", "lr", lr)
+    check_value("fit_single_image", "steps", steps, positive_int)
+    check_value("fit_single_image", "lr", lr, positive)
     x = image.unsqueeze(0) if image.ndim == 3 else image
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"fit_single_image: image must be [C, H, W], got {tuple(image.shape)}")
@@ -515,7 +522,7 @@ def fit_single_image(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        filter2noise_loss(model, x, cfg)["loss"].backward()
+        filter2noise_loss(model.dense, x, cfg)["loss"].backward()
         opt.step()
         sched.step()
     return model.eval()

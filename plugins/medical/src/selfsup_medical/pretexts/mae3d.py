@@ -15,10 +15,10 @@ target dataset itself, as a selfsup run does.
 Those papers use Vision Transformers, which drop the masked tokens. A convolutional
 U-Net cannot drop voxels, so, as in the convolutional masked-image-modelling
 variants (SimMIM's mask-by-replacement; Xie et al., CVPR 2022), masked patches are
-replaced by zeros and the dense U-Net (``medical.unet``/``medical.unet_encoder``,
-see :mod:`selfsup_medical.pretexts.context_restoration` for how its output is made
-to have the input's channels) predicts every voxel; only the masked patches enter
-the loss.
+replaced by zeros and the model's ``dense`` face (``medical.unet``,
+``medical.unet_encoder``; see :mod:`selfsup_medical.pretexts.context_restoration`
+for a segmentation U-Net, whose output has classes, not the input's channels)
+predicts every voxel; only the masked patches enter the loss.
 
 Shapes: a batch is ``[B, C, D, H, W]`` (``volume3d``) or ``[B, C, H, W]``
 (``image2d``); patches are cubes (squares) of side ``patch_size``, which must
@@ -26,24 +26,30 @@ divide every spatial side; the patch mask is ``[B, N]`` (N patches, True =
 masked) and the voxel mask ``[B, 1, *spatial]``. Exactly
 ``round(mask_ratio * N)`` patches are masked per sample (MAE's random shuffle),
 drawn from the trainer's generator.
+
+Changed in 0.2: the task calls ``encoder.dense`` (the same numbers as before) and
+no longer returns the U-Net's pooled features as ``"embedding"``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import check_positive_int, config_from_options
-from selfsup_medical.models import MedUNet
-from selfsup_medical.pretexts.context_restoration import (
-    restoring_unet,
-    unet_restore,
+from selfsup.api import (
+    PretextTask,
+    SSLDataset,
+    boolean,
+    open_unit,
+    option,
+    parse_options,
+    positive_int,
 )
+from selfsup_medical.pretexts.context_restoration import restoration_head, restore
 
 NAME = "medical.mae3d"
 
@@ -126,47 +132,29 @@ def masked_patch_mse(
 
 @dataclass(frozen=True)
 class MAE3DConfig:
-    """Options of :func:`build` (``medical.mae3d``).
+    """Options of :func:`build` (``medical.mae3d``)."""
 
-    ``patch_size``: side of the cubic (square) patches in voxels, 4 (a 32^3 volume
-    has 512 patches; Chen et al. preferred small patches). ``mask_ratio``: the
-    fraction of patches masked, 0.75 as MAE. ``norm_pix_loss``: standardise each
-    target patch (MAE's option); off by default so the U-Net's output stays an
-    image.
-    """
-
-    patch_size: int = 4
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = False
-
-    def __post_init__(self) -> None:
-        check_positive_int("MAE3DConfig", "patch_size", self.patch_size)
-        r = self.mask_ratio
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1:
-            raise ValueError(f"MAE3DConfig.mask_ratio must be in (0, 1), got {r!r}")
-        if not isinstance(self.norm_pix_loss, bool):
-            raise ValueError(
-                f"MAE3DConfig.norm_pix_loss must be True or False, got {self.norm_pix_loss!r}"
-            )
+    patch_size: int = option(4, positive_int,
+                             "side of the cubic (square) patches in voxels; a 32^3 volume has "
+                             "512 patches of 4 (Chen et al. preferred small patches)")
+    mask_ratio: float = option(0.75, open_unit, "fraction of the patches masked (MAE's 0.75)")
+    norm_pix_loss: bool = option(False, boolean,
+                                 "standardise each target patch (MAE's option); off, so the "
+                                 "U-Net's output stays an image")
 
 
 class MaskedAutoencoder(nn.Module, PretextTask):
     """Zero random patches, reconstruct with the U-Net, MSE on the masked patches.
 
     ``forward(batch, generator)``: ``batch`` ``[B, C, *spatial]``; returns
-    ``{"loss", "embedding", "mask_ratio"}`` (the U-Net's ``[B, features[4]]``
-    embedding of the masked input, detached, and the fraction actually masked).
+    ``{"loss", "mask_ratio"}`` (the fraction actually masked).
     """
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: MAE3DConfig) -> None:
         super().__init__()
-        self.encoder, self.head = restoring_unet(encoder, dataset, NAME)
+        self.encoder = encoder
+        self.head = restoration_head(encoder)
         self.config = config
-
-    @property
-    def unet(self) -> MedUNet:
-        """``self.encoder``, typed (a property, so the module is registered once)."""
-        return cast(MedUNet, self.encoder)
 
     def mask(
         self, x: torch.Tensor, generator: torch.Generator
@@ -182,16 +170,12 @@ class MaskedAutoencoder(nn.Module, PretextTask):
                 f"{NAME} expects an image batch tensor [B, C, *spatial], got {type(batch).__name__}"
             )
         patch_mask, vmask = self.mask(batch, generator)
-        pred, embedding = unet_restore(self.unet, batch.masked_fill(vmask, 0.0), self.head)
+        pred = restore(self.encoder, batch.masked_fill(vmask, 0.0), self.head)
         c = self.config
         loss = masked_patch_mse(pred, batch, patch_mask, c.patch_size, c.norm_pix_loss)
-        return {
-            "loss": loss,
-            "embedding": embedding.detach(),
-            "mask_ratio": patch_mask.float().mean().detach(),
-        }
+        return {"loss": loss, "mask_ratio": patch_mask.float().mean().detach()}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> MaskedAutoencoder:
     """``medical.mae3d`` factory; ``options`` are :class:`MAE3DConfig` fields."""
-    return MaskedAutoencoder(encoder, dataset, config_from_options(MAE3DConfig, options, NAME))
+    return MaskedAutoencoder(encoder, dataset, parse_options(MAE3DConfig, options, NAME))

@@ -67,7 +67,8 @@ batch holds whatever the loader gives, and a term without scans in the batch is 
 
 A batch is the k-space dict of :mod:`selfsup_medical.kspace`: ``kspace``
 complex ``[B, 1, H, W]``, ``mask`` ``[B, 1, 1, W]``, ``target`` ``[B, 1, H, W]``,
-``has_target`` bool ``[B]``.
+``has_target`` bool ``[B]``. The model is trained through its ``dense`` face
+(``medical.recon_unet``), the complex image ``[B, 2, H, W]``.
 """
 
 from __future__ import annotations
@@ -78,10 +79,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    KSPACE,
+    PretextTask,
+    SSLDataset,
+    boolean,
+    non_negative,
+    one_of,
+    open_unit,
+    option,
+    parse_options,
+)
 
-from ..kspace import channels_to_complex, fft2c, magnitude
+from ..kspace import KSpaceDataset, channels_to_complex, fft2c, magnitude
 
 NAME = "medical.noise2recon"
 RECONSTRUCTIONS = ("auto", "supervised", "ssdu")
@@ -92,43 +102,19 @@ CENTRE_COLUMNS = 4
 
 @dataclass(frozen=True)
 class Noise2ReconConfig:
-    """Options of :func:`build` (``medical.noise2recon``); see the module docstring.
+    """Options of :func:`build` (``medical.noise2recon``); see the module docstring."""
 
-    ``consistency_weight``: weight of the consistency term (>= 0).
-    ``reconstruction``: ``"auto"``, ``"supervised"`` or ``"ssdu"``.
-    ``supervised_consistency``: consistency on referenced scans too (supervised mode).
-    ``holdout_fraction``: SSDU's ``rho``, the fraction of the acquired non-central
-    columns held out for the loss, in (0, 1). ``input_weight``: weight of the
-    input-fidelity term of the SSDU mode (>= 0; 0 is SSDU's loss as published,
-    for models with a data-consistency layer).
-    """
-
-    consistency_weight: float = 1.0
-    reconstruction: str = "auto"
-    supervised_consistency: bool = False
-    holdout_fraction: float = 0.4
-    input_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        w = self.consistency_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-            raise ValueError(f"{NAME}: consistency_weight must be a number >= 0, got {w!r}")
-        if self.reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(
-                f"{NAME}: reconstruction must be one of {list(RECONSTRUCTIONS)}, got "
-                f"{self.reconstruction!r}"
-            )
-        if not isinstance(self.supervised_consistency, bool):
-            raise ValueError(
-                f"{NAME}: supervised_consistency must be True or False, got "
-                f"{self.supervised_consistency!r}"
-            )
-        r = self.holdout_fraction
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1:
-            raise ValueError(f"{NAME}: holdout_fraction must be in (0, 1), got {r!r}")
-        v = self.input_weight
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{NAME}: input_weight must be a number >= 0, got {v!r}")
+    consistency_weight: float = option(1.0, non_negative, "weight of the consistency term")
+    reconstruction: str = option("auto", one_of(*RECONSTRUCTIONS),
+                                 "auto, supervised or ssdu (see the module docstring)")
+    supervised_consistency: bool = option(False, boolean,
+                                          "consistency on referenced scans too (supervised)")
+    holdout_fraction: float = option(0.4, open_unit,
+                                     "SSDU's rho: the share of the acquired non-central "
+                                     "columns held out for the loss")
+    input_weight: float = option(1.0, non_negative,
+                                 "weight of the SSDU mode's input-fidelity term (0: SSDU's "
+                                 "loss as published, for models with data consistency)")
 
 
 def ssdu_split(
@@ -193,7 +179,7 @@ class Noise2Recon(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: Noise2ReconConfig) -> None:
         super().__init__()
-        if dataset.modality != "kspace":
+        if dataset.modality != KSPACE:
             raise ValueError(
                 f"{NAME} reconstructs MRI from k-space; dataset {dataset.name!r} is "
                 f"{dataset.modality!r}"
@@ -201,7 +187,9 @@ class Noise2Recon(nn.Module, PretextTask):
         self.encoder = encoder
         self.dataset = dataset
         self.config = config
-        n_supervised = getattr(dataset, "n_supervised", None)
+        # a k-space dataset of another plugin does not count its references: "auto"
+        # then picks the supervised mode, which uses those the batches carry
+        n_supervised = dataset.n_supervised if isinstance(dataset, KSpaceDataset) else None
         mode = config.reconstruction
         if mode == "auto":
             mode = "ssdu" if n_supervised == 0 else "supervised"
@@ -215,7 +203,7 @@ class Noise2Recon(nn.Module, PretextTask):
         self.mode = mode
 
     def reconstruct(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self.encoder(batch)
+        pred = self.encoder.dense(batch)
         k = batch["kspace"]
         want = (k.shape[0], 2, *k.shape[-2:])
         if not isinstance(pred, torch.Tensor) or tuple(pred.shape) != want:
@@ -277,4 +265,4 @@ class Noise2Recon(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> Noise2Recon:
     """``medical.noise2recon`` factory; ``options`` are :class:`Noise2ReconConfig` fields."""
-    return Noise2Recon(encoder, dataset, config_from_options(Noise2ReconConfig, options, NAME))
+    return Noise2Recon(encoder, dataset, parse_options(Noise2ReconConfig, options, NAME))

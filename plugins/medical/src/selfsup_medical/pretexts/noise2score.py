@@ -39,6 +39,10 @@ does not depend on the level, the search costs one network evaluation. Here:
 
 Shapes: images ``[B, C, H, W]`` (or volumes ``[B, C, D, H, W]``), sides divisible
 by 16 and at least 32 (MONAI BasicUNet); ``ScoreUNet`` returns the same shape.
+
+The task trains the face ``medical.score`` (:data:`selfsup_medical.faces.SCORE`:
+``score``, ``estimate_levels``, ``noise_level``, ``level_known``), which only
+``medical.score_unet`` offers; the denoised image is its ``dense`` face.
 """
 
 from __future__ import annotations
@@ -51,8 +55,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    IMAGE2D,
+    VOLUME3D,
+    PretextTask,
+    SSLDataset,
+    boolean,
+    option,
+    parse_options,
+    positive,
+    positive_int,
+)
 
 from ..models import MedUNet
 
@@ -76,8 +89,9 @@ def total_variation(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 class ScoreUNet(nn.Module):
     """``medical.score_unet``: a score network and Tweedie's formula (module docstring).
 
-    ``score(y)`` is the network's estimate of ``grad log p(y)``; ``forward(y)`` is
-    the denoised image ``E[x | y]``. ``score_model`` replaces the default
+    Faces ``dense`` and ``medical.score``: ``score(y)`` is the network's estimate
+    of ``grad log p(y)``; ``dense(y)`` (and ``forward``) is the denoised image
+    ``E[x | y]``. ``score_model`` replaces the default
     :class:`~selfsup_medical.models.MedUNet` (any module mapping images to images
     of the same shape).
     """
@@ -109,7 +123,7 @@ class ScoreUNet(nn.Module):
         self.noise = noise
         self.spatial_dims, self.in_channels = spatial_dims, in_channels
         self.score_net = score_model or MedUNet(
-            spatial_dims, in_channels, in_channels, features=features, output="dense"
+            spatial_dims, in_channels, in_channels, features=features
         )
         self.embed_dim = in_channels
         level = math.nan if noise_level is None else float(noise_level)
@@ -147,13 +161,17 @@ class ScoreUNet(nn.Module):
             costs.append(cost)
         return grid[torch.stack(costs).argmin(dim=0)]
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def dense(self, y: torch.Tensor) -> torch.Tensor:
+        """The denoised image ``E[x | y]`` (the level searched per image while unknown)."""
         y = y.float()
         s = self.score(y)
         if self.level_known:
             return self.tweedie(y, s, self.noise_level)
         levels = self.estimate_levels(y, s).view(-1, *[1] * (y.ndim - 1))
         return self.tweedie(y, s, levels)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.dense(y)
 
 
 def build_encoder(
@@ -164,13 +182,13 @@ def build_encoder(
     noise_level: float | None = None,
 ) -> ScoreUNet:
     """``medical.score_unet``: a U-Net score model with Tweedie's formula for ``dataset``."""
-    if dataset.modality not in ("image2d", "volume3d"):
+    if dataset.modality not in (IMAGE2D, VOLUME3D):
         raise ValueError(
             f"{ENCODER} needs an image2d or volume3d dataset; {dataset.name!r} is "
             f"{dataset.modality!r}"
         )
     first = dataset.pretrain_set()[0]  # type: ignore[index]
-    dims = 2 if dataset.modality == "image2d" else 3
+    dims = 2 if dataset.modality == IMAGE2D else 3
     return ScoreUNet(
         dims, int(first.shape[0]), features=features, noise=noise, noise_level=noise_level
     )
@@ -180,36 +198,26 @@ def build_encoder(
 class Noise2ScoreConfig:
     """Options of :func:`build` (``medical.noise2score``).
 
-    ``sigma_max``, ``sigma_min``: the AR-DAE perturbation ``sigma_a``, annealed
-    linearly from ``sigma_max`` to ``sigma_min`` over training (the authors' 0.05
-    and 0.001, for data in [0, 1]). ``estimate_noise_level``: at the end of
-    training, set the encoder's unknown noise level from ``estimation_images``
-    pretraining images.
+    The AR-DAE perturbation ``sigma_a`` is annealed linearly from ``sigma_max`` to
+    ``sigma_min`` (``sigma_min <= sigma_max``) over training.
     """
 
-    sigma_max: float = 0.05
-    sigma_min: float = 0.001
-    estimate_noise_level: bool = True
-    estimation_images: int = 64
+    sigma_max: float = option(0.05, positive, "largest AR-DAE perturbation (data in [0, 1])")
+    sigma_min: float = option(0.001, positive, "smallest AR-DAE perturbation, at the end")
+    estimate_noise_level: bool = option(True, boolean,
+                                        "at the end of training, set an unknown noise level "
+                                        "from estimation_images pretraining images")
+    estimation_images: int = option(64, positive_int,
+                                    "pretraining images the noise level is estimated from")
 
     def __post_init__(self) -> None:
-        for name in ("sigma_max", "sigma_min"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{NAME}: {name} must be a number > 0, got {v!r}")
-        if self.sigma_min > self.sigma_max:
+        lo, hi = self.sigma_min, self.sigma_max
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+        if numbers and lo > hi:
             raise ValueError(
-                f"{NAME}: sigma_min={self.sigma_min} exceeds sigma_max={self.sigma_max}; "
+                f"{NAME}: sigma_min={lo} exceeds sigma_max={hi}; "
                 "the perturbation is annealed from large to small"
             )
-        if not isinstance(self.estimate_noise_level, bool):
-            raise ValueError(
-                f"{NAME}: estimate_noise_level must be True or False, got "
-                f"{self.estimate_noise_level!r}"
-            )
-        n = self.estimation_images
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{NAME}: estimation_images must be an int >= 1, got {n!r}")
 
 
 class Noise2Score(nn.Module, PretextTask):
@@ -219,17 +227,11 @@ class Noise2Score(nn.Module, PretextTask):
     returns ``{"loss", "sigma_a"}``.
     """
 
-    encoder: ScoreUNet
     sigma_a: torch.Tensor
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: Noise2ScoreConfig) -> None:
         super().__init__()
-        if not isinstance(encoder, ScoreUNet):
-            raise TypeError(
-                f"{NAME} trains a score model and denoises with Tweedie's formula: use the "
-                f"encoder {ENCODER!r} (ScoreUNet), got {type(encoder).__name__}"
-            )
-        if dataset.modality not in ("image2d", "volume3d"):
+        if dataset.modality not in (IMAGE2D, VOLUME3D):
             raise ValueError(
                 f"{NAME} denoises images or volumes; dataset {dataset.name!r} is "
                 f"{dataset.modality!r}"
@@ -278,4 +280,4 @@ class Noise2Score(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> Noise2Score:
     """``medical.noise2score`` factory; ``options`` are :class:`Noise2ScoreConfig` fields."""
-    return Noise2Score(encoder, dataset, config_from_options(Noise2ScoreConfig, options, NAME))
+    return Noise2Score(encoder, dataset, parse_options(Noise2ScoreConfig, options, NAME))
