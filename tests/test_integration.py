@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from selfsup.plugins import Registry
-from selfsup.testing import check_benchmark
+from selfsup.api import Registry, check_benchmark
+
+#: rows that `selfsup bench` may skip here, each with the reason it does not apply
+EXPECTED_SKIPS: dict[str, str] = {}
 
 
 def test_all_installed_plugins_load_strictly_together() -> None:
@@ -22,13 +24,20 @@ def test_bench_command_runs_every_installed_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, "-m", "selfsup.cli", "--strict", "bench", "--out", str(out),
-         "--steps", "3", "--seeds", "0", "--baseline", "random_init",
+         "--steps", "3", "--seeds", "0", "--baseline", "core.random_init",
          "--evaluator", "core.linear_probe"],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    result = json.loads((out / "results.json").read_text())
+    assert result["failed"] == []
+    unexpected = [s for s in result["skipped"] if s.split(":", 1)[0] not in EXPECTED_SKIPS]
+    assert not unexpected, unexpected
+    rows = result["rows"]
     benches = {spec.name for spec in Registry().load().benchmarks()
                if not spec.name.startswith("core.")} or {"core.digits"}
     assert {r["benchmark"] for r in rows} == benches
-    assert any(r["method"] == "baseline:random_init" for r in rows)
+    assert any(r["method"] == "baseline:core.random_init" for r in rows)
+    pretexts = {(spec.name, p) for spec in Registry().load().benchmarks()
+                if spec.name in benches for p in spec.pretexts}
+    assert {(r["benchmark"], r["method"]) for r in rows if r["kind"] == "pretext"} == pretexts

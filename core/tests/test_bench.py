@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from selfsup.bench import run_bench
 from selfsup.cli import main
@@ -11,87 +12,135 @@ from selfsup.cli import main
 
 def test_bench_runs_pretexts_and_baselines(tmp_path: Path) -> None:
     result = run_bench(tmp_path, steps=10, seeds=(0,), pretexts=["core.barlow_twins"],
-                       evaluators=["core.linear_probe", "core.knn", "core.kmeans"],
-                       supervised_epochs=5)
+                       evaluators=["core.linear_probe", "core.knn", "core.kmeans"])
     methods = [r.method for r in result.rows]
-    assert methods == ["core.barlow_twins", "baseline:input", "baseline:random_init",
-                       "baseline:supervised"]
+    assert methods == ["core.barlow_twins", "baseline:core.input", "baseline:core.random_init",
+                       "baseline:core.supervised"]
+    assert result.ok and not result.skipped
     by = {r.method: r.metrics for r in result.rows}
     # raw digit pixels are linearly separable far above chance; a supervised MLP too
-    assert by["baseline:input"]["linear_probe.accuracy"] > 0.9
-    assert by["baseline:supervised"]["knn.accuracy"] > 0.8
+    assert by["baseline:core.input"]["linear_probe.accuracy"] > 0.9
+    assert by["baseline:core.supervised"]["knn.accuracy"] > 0.8
     assert "selfsup-graph" in result.missing_plugins
     data = json.loads((tmp_path / "results.json").read_text())
     assert len(data["rows"]) == 4
     md = (tmp_path / "results.md").read_text()
-    assert "### core.digits" in md and "baseline:random_init" in md
+    assert "### core.digits" in md and "baseline:core.random_init" in md
     assert (tmp_path / "results.png").stat().st_size > 1000
 
 
 def test_bench_cli(tmp_path: Path) -> None:
     assert main(["bench", "--out", str(tmp_path), "--steps", "3", "--seeds", "0",
-                 "--pretext", "core.simclr", "--baseline", "input",
+                 "--pretext", "core.simclr", "--baseline", "core.input",
                  "--evaluator", "core.finetune"]) == 0
     assert (tmp_path / "results.md").is_file()
 
 
-def test_mean_and_fixed_encoder_baselines(tmp_path: Path) -> None:
-    from selfsup import hookimpl
-    from selfsup.components import BenchmarkSpec
+def _toy_registry(plugin: object) -> Any:
     from selfsup.plugins import Registry
 
+    reg = Registry(plugins=[])
+    reg.add_plugin(plugin, "toy")
+    return reg
+
+
+def test_mean_baseline_and_a_plugin_baseline_with_its_own_budget(tmp_path: Path) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BaselineSpec, BenchmarkSpec
+
     class Toy:
+        @hookimpl
+        def register_baselines(self, register):  # type: ignore[no-untyped-def]
+            register(BaselineSpec("toy.untrained_mlp", lambda ds, ctx: ctx.encoder_factory(),
+                                  ("vector",), "an untrained MLP, through a plugin's hook"))
+
         @hookimpl
         def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
             register(BenchmarkSpec(
                 name="toy.digits", dataset="core.digits", encoder="core.mlp",
                 pretexts=("core.simclr",), evaluators=("core.linear_probe",),
-                summary="toy", baselines=("mean", "encoder:core.mlp"),
+                summary="toy", baselines=("core.mean", "toy.untrained_mlp", "core.supervised"),
+                baseline_options={"core.supervised": {"epochs": 1}},
                 pretext_options={"core.simclr": {"proj_hidden_dim": 32}},
                 train={"steps": 2, "batch_size": 64}))
 
-    reg = Registry(plugins=[])
-    reg.add_plugin(Toy(), "toy")
-    result = run_bench(tmp_path, benchmarks=["toy.digits"], registry=reg, seeds=(0,))
-    by = {r.method: r.metrics for r in result.rows}
+    result = run_bench(tmp_path, benchmarks=["toy.digits"], registry=_toy_registry(Toy()),
+                       seeds=(0,))
+    by = {r.method: r for r in result.rows}
     # a constant encoder can only predict the majority class: digits are balanced
-    assert by["baseline:mean"]["linear_probe.accuracy"] < 0.15
-    assert by["baseline:encoder:core.mlp"]["linear_probe.accuracy"] > 0.8
+    assert by["baseline:core.mean"].metrics["linear_probe.accuracy"] < 0.15
+    assert by["baseline:toy.untrained_mlp"].metrics["linear_probe.accuracy"] > 0.8
+    # one epoch of supervised training is far cheaper than the default 60
+    assert by["baseline:core.supervised"].seconds < 30
 
 
-def test_a_pretext_can_bring_its_own_encoder(tmp_path: Path) -> None:
+def test_a_pretext_can_bring_its_own_encoder_through_a_face(tmp_path: Path) -> None:
     from selfsup import hookimpl
     from selfsup.components import BenchmarkSpec, EncoderSpec, PretextSpec
-    from selfsup.plugins import Registry
 
     class Toy:
         @hookimpl
         def register_encoders(self, register):  # type: ignore[no-untyped-def]
             register(EncoderSpec("toy.wide_mlp", "selfsup.encoders.mlp:build", ("vector",),
-                                 "a wider MLP", options={"embed_dim": 48}))
+                                 "a wider MLP", options={"embed_dim": 48},
+                                 faces=("embedding", "toy.wide")))
 
         @hookimpl
         def register_pretext_tasks(self, register):  # type: ignore[no-untyped-def]
             register(PretextSpec("toy.picky", "selfsup.objectives.simclr:build", ("vector",),
                                  "SimCLR on toy.wide_mlp only", needs_views=True,
-                                 encoders=("toy.wide_mlp",),
+                                 face="toy.wide",
                                  options={"proj_hidden_dim": 32, "proj_out_dim": 32}))
 
         @hookimpl
         def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
-            for name, mapping in (("toy.mapped", {"toy.picky": "toy.wide_mlp"}),
-                                  ("toy.unmapped", {})):
-                register(BenchmarkSpec(
-                    name=name, dataset="core.digits", encoder="core.mlp",
-                    pretexts=("toy.picky",), evaluators=("core.linear_probe",),
-                    summary="toy", baselines=("mean",), pretext_encoders=mapping,
-                    train={"steps": 2, "batch_size": 64}))
+            register(BenchmarkSpec(
+                name="toy.faces", dataset="core.digits", encoder="core.mlp",
+                pretexts=("toy.picky",), evaluators=("core.linear_probe",),
+                summary="toy", baselines=("core.mean",), train={"steps": 2, "batch_size": 64}))
 
-    reg = Registry(plugins=[])
-    reg.add_plugin(Toy(), "toy")
-    result = run_bench(tmp_path, benchmarks=["toy.mapped", "toy.unmapped"], registry=reg,
+    result = run_bench(tmp_path, benchmarks=["toy.faces"], registry=_toy_registry(Toy()),
                        seeds=(0,))
     picky = [r for r in result.rows if r.method == "toy.picky"]
-    assert [r.benchmark for r in picky] == ["toy.mapped"]
     assert "encoder toy.wide_mlp" in picky[0].note
-    assert any("toy.unmapped / toy.picky" in s and "toy.wide_mlp" in s for s in result.skipped)
+    assert result.ok
+
+
+def test_a_crashing_pretext_is_a_failure_and_a_non_applying_baseline_a_skip(
+    tmp_path: Path,
+) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BaselineSpec, BenchmarkSpec, PretextSpec
+    from selfsup.errors import NotApplicable
+
+    def crash(encoder: Any, dataset: Any) -> Any:
+        raise RuntimeError("boom in the pretext")
+
+    def not_here(dataset: Any, context: Any) -> Any:
+        raise NotApplicable("this dataset has nothing for it")
+
+    class Toy:
+        @hookimpl
+        def register_pretext_tasks(self, register):  # type: ignore[no-untyped-def]
+            register(PretextSpec("toy.crash", crash, ("vector",), "raises"))
+
+        @hookimpl
+        def register_baselines(self, register):  # type: ignore[no-untyped-def]
+            register(BaselineSpec("toy.absent", not_here, ("vector",), "never applies"))
+
+        @hookimpl
+        def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
+            register(BenchmarkSpec(
+                name="toy.crash", dataset="core.digits", encoder="core.mlp",
+                pretexts=("toy.crash",), evaluators=("core.linear_probe",),
+                summary="toy", baselines=("toy.absent", "core.mean"),
+                train={"steps": 2, "batch_size": 64}))
+
+    reg = _toy_registry(Toy())
+    result = run_bench(tmp_path, benchmarks=["toy.crash"], registry=reg, seeds=(0,))
+    assert not result.ok
+    assert result.failed == ["toy.crash / toy.crash: RuntimeError: boom in the pretext"]
+    assert result.skipped == ["toy.crash / baseline toy.absent: this dataset has nothing for it"]
+    assert [r.method for r in result.rows] == ["baseline:core.mean"]
+    md = (tmp_path / "results.md").read_text()
+    assert "Failed" in md and "boom in the pretext" in md and "nothing for it" in md

@@ -57,19 +57,24 @@ class _WrongDim(nn.Module):
         super().__init__()
         self.lin = nn.Linear(6, 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin(x)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
 
-def _plugin(dataset_factory: Any, encoder_factory: Any) -> object:
+
+def _plugin(dataset_factory: Any, encoder_factory: Any, modality: str = "vector",
+            faces: tuple[str, ...] = ("embedding",)) -> object:
     class Plugin:
         @hookimpl
         def register_datasets(self, register: Any) -> None:
-            register(DatasetSpec("bad.vectors", dataset_factory, ("vector",), "toy vectors"))
+            register(DatasetSpec("bad.vectors", dataset_factory, (modality,), "toy vectors"))
 
         @hookimpl
         def register_encoders(self, register: Any) -> None:
-            register(EncoderSpec("bad.enc", encoder_factory, ("vector",), "toy encoder"))
+            register(EncoderSpec("bad.enc", encoder_factory, (modality,), "toy encoder",
+                                 faces=faces))
 
     return Plugin()
 
@@ -83,8 +88,8 @@ def test_kit_catches_views_that_ignore_the_generator() -> None:
 
 def test_kit_catches_an_encoder_whose_output_is_not_embed_dim() -> None:
     plugin = _plugin(_Vectors, lambda dataset: _WrongDim())
-    with pytest.raises(ConformanceError, match=r"bad.enc: forward returned \(8, 4\), "
-                                               r"expected \[B, 8\]"):
+    with pytest.raises(ConformanceError, match=r"bad.enc: embed\(batch\) returned \(8, 4\), "
+                                               r"expected \[B=8, 8\]"):
         check_plugin("bad", plugin=plugin)
 
 
@@ -103,9 +108,12 @@ class _Denoiser(nn.Module):
         self.lin = nn.Linear(6, 6)
         self.collapse = collapse
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
         out = self.lin(x)[:, None, :]  # [B, 1, 6]: one channel over a 1-D "image"
         return out.mean(0, keepdim=True) if self.collapse else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(x)
 
 
 def _dense_plugin(collapse: bool) -> object:
@@ -117,15 +125,97 @@ def _dense_plugin(collapse: bool) -> object:
         @hookimpl
         def register_encoders(self, register: Any) -> None:
             register(EncoderSpec("bad.denoiser", lambda dataset: _Denoiser(collapse), ("vector",),
-                                 "toy dense model", output="dense"))
+                                 "toy dense model", faces=("dense",)))
 
     return Plugin()
 
 
 def test_kit_checks_dense_models_by_their_batch_not_embed_dim() -> None:
     check_plugin("bad", plugin=_dense_plugin(collapse=False))
-    with pytest.raises(ConformanceError, match=r"bad.denoiser: a dense model must return "
-                                               r"\[B=8, C, \*spatial\], got \(1, 1, 6\)"):
+    with pytest.raises(ConformanceError, match=r"bad.denoiser: dense\(batch\) must return "
+                                               r"\[B=8, C, \*spatial\] or \[B, N, C\], "
+                                               r"got \(1, 1, 6\)"):
         check_plugin("bad", plugin=_dense_plugin(collapse=True))
-    with pytest.raises(ValueError, match="'embedding' or 'dense'"):
-        EncoderSpec("bad.x", "m:f", ("vector",), "x", output="pixels")
+    with pytest.raises(ValueError, match="face 'Pixels!' is not a valid name"):
+        EncoderSpec("bad.x", "m:f", ("vector",), "x", faces=("Pixels!",))
+    with pytest.raises(TypeError, match="faces must be a non-empty tuple"):
+        EncoderSpec("bad.x", "m:f", ("vector",), "x", faces="embedding")  # type: ignore[arg-type]
+
+
+class _ShapeChangingViews(_Vectors):
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return batch[:, :3] + torch.randn(batch[:, :3].shape, generator=generator)
+
+
+def test_kit_catches_views_that_change_the_batch_shape() -> None:
+    plugin = _plugin(_ShapeChangingViews, "selfsup.encoders.mlp:build")
+    with pytest.raises(ConformanceError, match=r"augment\(\) changes the batch: batch is "
+                                               r"torch.float32 \(8, 6\), the view's is "
+                                               r"torch.float32 \(8, 3\)"):
+        check_plugin("bad", plugin=plugin)
+
+
+class _ViewsThatBreakTraining(_Vectors):
+    """Views of the right shape whose values make core's objectives fail (infinite)."""
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        out = batch + torch.randn(batch.shape, generator=generator)
+        out[0, 0] = float("inf")
+        return out
+
+
+def test_kit_runs_core_objectives_through_a_plugins_views_and_encoders() -> None:
+    plugin = _plugin(_ViewsThatBreakTraining, "selfsup.encoders.mlp:build")
+    with pytest.raises(ConformanceError, match=r"core.simclr: loss must be a finite scalar"):
+        check_plugin("bad", plugin=plugin)
+
+
+def test_a_new_modality_needs_no_core_change() -> None:
+    class _Series(_Vectors):
+        pass
+
+    reg = check_plugin("bad", plugin=_plugin(_Series, "selfsup.encoders.mlp:build",
+                                              modality="bad.timeseries"))
+    ds = reg.get("dataset", "bad.vectors").build()
+    assert ds.modality == "bad.timeseries"  # stamped from the spec, declared once
+
+
+class _ForwardIsNotTheFirstFace(_WrongDim):
+    embed_dim = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x) * 2
+
+
+def test_kit_checks_that_forward_is_the_first_face() -> None:
+    plugin = _plugin(_Vectors, lambda dataset: _ForwardIsNotTheFirstFace())
+    with pytest.raises(ConformanceError, match="forward\\(batch\\) must return the first face"):
+        check_plugin("bad", plugin=plugin)
+
+
+def test_kit_checks_the_tokens_face() -> None:
+    from selfsup.components import Tokens
+
+    class _TokenEncoder(nn.Module):
+        embed_dim = 4
+
+        def __init__(self, dataset: Any, bad_mask: bool = False) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 4)
+            self.bad_mask = bad_mask
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return self.tokens(x).states.mean(1)
+
+        def tokens(self, x: torch.Tensor) -> Tokens:
+            states = self.lin(x.reshape(x.shape[0], 3, 2))  # three 2-d tokens per sample
+            mask = torch.ones(states.shape[:2], dtype=torch.bool)
+            return Tokens(states, mask.float() if self.bad_mask else mask)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.embed(x)
+
+    check_plugin("bad", plugin=_plugin(_Vectors, _TokenEncoder, faces=("embedding", "tokens")))
+    with pytest.raises(ConformanceError, match=r"tokens\(batch\).mask must be bool"):
+        check_plugin("bad", plugin=_plugin(_Vectors, lambda ds: _TokenEncoder(ds, True),
+                                           faces=("embedding", "tokens")))

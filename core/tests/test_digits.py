@@ -32,12 +32,12 @@ def test_views_follow_the_generator_and_keep_the_shape() -> None:
     b = ds.augment(x, torch.Generator().manual_seed(0))
     c = ds.augment(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
-    plain = DigitsDataset(noise_std=0.0, mask_prob=0.0, shift=0)
+    plain = DigitsDataset(views={"noise_std": 0.0, "mask_prob": 0.0, "shift": 0})
     assert torch.equal(plain.augment(x, torch.Generator()), x)
 
 
 def test_shift_moves_the_image_without_wrapping() -> None:
-    ds = DigitsDataset(noise_std=0.0, mask_prob=0.0, shift=1)
+    ds = DigitsDataset(views={"noise_std": 0.0, "mask_prob": 0.0, "shift": 1})
     img = torch.zeros(1, 64)
     img[0, 0] = 1.0  # top-left pixel
     seen = {tuple(ds.augment(img, torch.Generator().manual_seed(s)).nonzero()[:, 1].tolist())
@@ -52,8 +52,8 @@ def test_fingerprint_is_stable_and_tracks_the_split() -> None:
 
 
 def test_bad_options_name_the_field() -> None:
-    with pytest.raises(ValueError, match=r"mask_prob=1\.5"):
-        DigitsDataset(mask_prob=1.5)
+    with pytest.raises(ValueError, match=r"option mask_prob must lie in \[0.0, 0.95\], got 1\.5"):
+        DigitsDataset(views={"mask_prob": 1.5})
     with pytest.raises(ValueError, match="norm='group'"):
         MLPEncoder(64, norm="group")
     enc = build(DigitsDataset(), hidden_dims=[16], embed_dim=8)

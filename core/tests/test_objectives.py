@@ -54,6 +54,10 @@ class LinearEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)  # type: ignore[no-any-return]
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -443,7 +447,7 @@ def test_build_rejects_unknown_options_listing_the_valid_ones(name: str) -> None
     module, _ = SMALL[name]
     with pytest.raises(TypeError, match=r"'proj_dim' \(did you mean 'proj_out_dim'\?\)") as info:
         module.build(LinearEncoder(), NoisyVectors(), proj_dim=8)
-    assert "Valid options: " in str(info.value) and "proj_hidden_dim" in str(info.value)
+    assert "valid options are " in str(info.value) and "proj_hidden_dim" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from selfsup.checkpoint import TEST_DELAY_ENV, checkpoint_path
-from selfsup.metrics import read_metrics
+from selfsup.rundir import read_metrics
 from selfsup.sampler import ResumableSampler, epoch_permutation
 from selfsup.trainer import TrainConfig, Trainer
 

@@ -20,6 +20,8 @@ seed = 3
 
 [dataset]
 name = "core.digits"
+
+[dataset.views]
 noise_std = 0.1
 
 [encoder]
@@ -67,7 +69,7 @@ def test_run_experiment_writes_the_run_folder(tmp_path: Path) -> None:
         assert (run / name).is_file(), name
     card = json.loads((run / "encoder.json").read_text())
     assert card["embed_dim"] == 32
-    assert card["plugin_versions"]["selfsup"] == "0.1.0"
+    assert card["plugin_versions"]["selfsup"] == "0.2.0"
     assert len(card["data_fingerprint"]) == 16
     assert card["metrics"] == pytest.approx(result["metrics"])
     assert result["train"]["steps"] == 12
@@ -127,8 +129,12 @@ def test_unknown_keys_are_refused_with_a_suggestion() -> None:
 def test_bad_options_fail_before_training() -> None:
     with pytest.raises(ConfigError, match=re.escape("encoder 'core.mlp'")):
         build(parse_experiment(_raw(encoder={"name": "core.mlp", "depth": 3})))
-    with pytest.raises(ValueError, match="noise_std"):
-        build(parse_experiment(_raw(dataset={"name": "core.digits", "noise_std": -1.0})))
+    with pytest.raises(ValueError, match="option noise_std must lie in"):
+        build(parse_experiment(_raw(dataset={"name": "core.digits",
+                                             "views": {"noise_std": -1.0}})))
+    with pytest.raises(ConfigError, match=r"unknown view option\(s\) \['noise'\]; its views "
+                                          r"take noise_std, mask_prob, shift"):
+        build(parse_experiment(_raw(dataset={"name": "core.digits", "views": {"noise": 1.0}})))
 
 
 def test_incompatible_modality_names_the_compatible_choices() -> None:
@@ -196,7 +202,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_cli_plugins_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "core  selfsup 0.1.0  [ok]" in out and "not installed: selfsup-medical" in out
+    assert "core  selfsup 0.2.0  [ok]" in out and "not installed: selfsup-medical" in out
     assert main(["list", "pretext"]) == 0
     assert "core.directpred" in capsys.readouterr().out
 
@@ -231,7 +237,7 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path: Path) -> None:
     assert json.loads(lines[-2])["step"] == 6
 
 
-def test_pretext_that_needs_its_own_encoder_is_refused_with_the_fix() -> None:
+def test_a_pretext_and_an_encoder_meet_through_faces() -> None:
     from selfsup import hookimpl
     from selfsup.components import EncoderSpec, PretextSpec
     from selfsup.plugins import Registry
@@ -240,17 +246,21 @@ def test_pretext_that_needs_its_own_encoder_is_refused_with_the_fix() -> None:
         @hookimpl
         def register_encoders(self, register):  # type: ignore[no-untyped-def]
             register(EncoderSpec("toy.special_mlp", "selfsup.encoders.mlp:build", ("vector",),
-                                 "an MLP the pretext below insists on"))
+                                 "an MLP with a face the pretext below needs",
+                                 faces=("embedding", "toy.special")))
 
         @hookimpl
         def register_pretext_tasks(self, register):  # type: ignore[no-untyped-def]
             register(PretextSpec("toy.picky", "selfsup.objectives.simclr:build", ("vector",),
-                                 "SimCLR that only trains toy.special_mlp", needs_views=True,
-                                 encoders=("toy.special_mlp",)))
+                                 "SimCLR that trains the toy.special face", needs_views=True,
+                                 face="toy.special"))
 
     reg = Registry(plugins=[])
     reg.add_plugin(Special(), "toy")
-    with pytest.raises(IncompatibleError, match=r"set encoder = 'toy.special_mlp'"):
+    with pytest.raises(IncompatibleError, match=r"pretext 'toy.picky' trains the 'toy.special' "
+                                                r"face, and encoder 'core.mlp' offers "
+                                                r"\['embedding'\]; vector encoders that offer "
+                                                r"'toy.special': toy.special_mlp"):
         build(parse_experiment(_raw(pretext={"name": "toy.picky"})), reg)
     built = build(parse_experiment(_raw(pretext={"name": "toy.picky"},
                                         encoder={"name": "toy.special_mlp"})), reg)
@@ -266,11 +276,12 @@ def test_an_objective_refuses_a_dense_model_naming_the_encoders_that_fit() -> No
         @hookimpl
         def register_encoders(self, register):  # type: ignore[no-untyped-def]
             register(EncoderSpec("toy.denoiser", "selfsup.encoders.mlp:build", ("vector",),
-                                 "a model with one output per input element", output="dense"))
+                                 "a model with one output per input element", faces=("dense",)))
 
     reg = Registry(plugins=[])
     reg.add_plugin(Dense(), "toy")
     exp = parse_experiment(_raw(encoder={"name": "toy.denoiser"}))
-    with pytest.raises(IncompatibleError, match=r"embedding output.*'toy.denoiser' gives dense "
-                                                r"output; encoders that fit: core.mlp"):
+    with pytest.raises(IncompatibleError, match=r"trains the 'embedding' face, and encoder "
+                                                r"'toy.denoiser' offers \['dense'\]; vector "
+                                                r"encoders that offer 'embedding': core.mlp"):
         build(exp, reg)

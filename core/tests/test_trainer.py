@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from selfsup.components import SSLDataset
-from selfsup.metrics import read_metrics
+from selfsup.rundir import read_metrics
 from selfsup.trainer import TrainConfig, Trainer
 
 
@@ -138,7 +138,7 @@ def test_metrics_lines_hold_loss_lr_throughput_task_scalars_and_collapse_stats(
 ) -> None:
     _, records = _fit(tmp_path, steps=12, log_every=5)
     assert [r["step"] for r in records] == [5, 10, 12]  # and always the last step
-    expected = {"step", "epoch", "loss", "lr", "samples_per_s", "grad_norm", "code_norm",
+    expected = {"phase", "step", "epoch", "loss", "lr", "samples_per_s", "grad_norm", "code_norm",
                 "emb_std", "emb_std_min", "emb_rank"}  # fmt: skip
     for r in records:
         assert set(r) == expected

@@ -125,6 +125,7 @@ _LAZY: dict[str, str] = {
     "check_dataset": "selfsup.testing:check_dataset",
     "check_encoder": "selfsup.testing:check_encoder",
     "check_pretext": "selfsup.testing:check_pretext",
+    "check_benchmark": "selfsup.testing:check_benchmark",
     "ConformanceError": "selfsup.testing:ConformanceError",
 }
 

@@ -264,7 +264,8 @@ def check_plugin(
             datasets[key] = check_dataset(reg.get("dataset", key), **dataset_options.get(key, {}))
     own_pretexts = [reg.get("pretext", k) for k in report.registered.get("pretext", [])
                     if k not in skip]
-    core_objectives = [reg.get("pretext", k) for k in CORE_OBJECTIVES]
+    core_objectives = [reg.get("pretext", k) for k in CORE_OBJECTIVES
+                       if k not in report.registered.get("pretext", [])]
     for key in report.registered.get("encoder", []):
         if key in skip:
             continue
@@ -278,7 +279,7 @@ def check_plugin(
                     continue
                 if pspec.needs_views and type(ds).augment is SSLDataset.augment:
                     continue
-                options = CORE_OBJECTIVES.get(pspec.name) or pretext_options.get(pspec.name, {})
+                options = pretext_options.get(pspec.name, CORE_OBJECTIVES.get(pspec.name, {}))
                 fresh = espec.build(ds, **encoder_options.get(key, {}))
                 check_pretext(pspec, fresh, ds, **options)
     for kind in ("evaluator",):

@@ -98,11 +98,13 @@ class BarlowTwinsConfig:
     ``proj_hidden_dim=8192, proj_out_dim=8192`` on a GPU.
     """
 
-    off_diagonal_weight: float = option(5e-3, non_negative)
-    proj_hidden_dim: int = option(2048, positive_int)
-    proj_out_dim: int = option(2048, positive_int)
-    proj_layers: int = option(3, positive_int)
-    proj_norm: Norm = option("batch", one_of(*NORMS))
+    off_diagonal_weight: float = option(
+        5e-3, non_negative, "lambda: weight of the redundancy-reduction term")
+    proj_hidden_dim: int = option(2048, positive_int, "hidden width of the projector")
+    proj_out_dim: int = option(2048, positive_int, "output width of the projector")
+    proj_layers: int = option(3, positive_int, "linear layers of the projector")
+    proj_norm: Norm = option(
+        "batch", one_of(*NORMS), "normalisation in the heads: batch, layer or none")
 
 
 

@@ -85,13 +85,15 @@ class BYOLConfig:
     both heads.
     """
 
-    tau_base: float = option(0.996, fraction)
-    proj_hidden_dim: int = option(4096, positive_int)
-    proj_out_dim: int = option(256, positive_int)
-    proj_layers: int = option(2, positive_int)
-    pred_hidden_dim: int = option(4096, positive_int)
-    pred_layers: int = option(2, positive_int)
-    proj_norm: Norm = option("batch", one_of(*NORMS))
+    tau_base: float = option(
+        0.996, fraction, "EMA momentum of the target network at step 0 (cosine to 1)")
+    proj_hidden_dim: int = option(4096, positive_int, "hidden width of the projector")
+    proj_out_dim: int = option(256, positive_int, "output width of the projector")
+    proj_layers: int = option(2, positive_int, "linear layers of the projector")
+    pred_hidden_dim: int = option(4096, positive_int, "hidden width of the predictor")
+    pred_layers: int = option(2, positive_int, "linear layers of the predictor")
+    proj_norm: Norm = option(
+        "batch", one_of(*NORMS), "normalisation in the heads: batch, layer or none")
 
 
 

@@ -76,11 +76,12 @@ class SimCLRConfig:
     units and 128 outputs, with BatchNorm as in the official code.
     """
 
-    temperature: float = option(0.1, positive)
-    proj_hidden_dim: int = option(2048, positive_int)
-    proj_out_dim: int = option(128, positive_int)
-    proj_layers: int = option(2, positive_int)
-    proj_norm: Norm = option("batch", one_of(*NORMS))
+    temperature: float = option(0.1, positive, "softmax temperature of the contrastive loss")
+    proj_hidden_dim: int = option(2048, positive_int, "hidden width of the projector")
+    proj_out_dim: int = option(128, positive_int, "output width of the projector")
+    proj_layers: int = option(2, positive_int, "linear layers of the projector")
+    proj_norm: Norm = option(
+        "batch", one_of(*NORMS), "normalisation in the heads: batch, layer or none")
 
 
 

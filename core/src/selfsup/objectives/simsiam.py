@@ -149,15 +149,17 @@ class SimSiamConfig:
     a narrower projector or a larger ``directpred_freq`` keeps it cheap.
     """
 
-    proj_hidden_dim: int = option(2048, positive_int)
-    proj_out_dim: int = option(2048, positive_int)
-    proj_layers: int = option(3, positive_int)
-    pred_hidden_dim: int = option(512, positive_int)
-    proj_norm: Norm = option("batch", one_of(*NORMS))
-    predictor: PredictorKind = option("learned", one_of(*PREDICTORS))
-    directpred_rho: float = option(0.3, fraction)
-    directpred_eps: float = option(0.1, non_negative)
-    directpred_freq: int = option(1, positive_int)
+    proj_hidden_dim: int = option(2048, positive_int, "hidden width of the projector")
+    proj_out_dim: int = option(2048, positive_int, "output width of the projector")
+    proj_layers: int = option(3, positive_int, "linear layers of the projector")
+    pred_hidden_dim: int = option(512, positive_int, "hidden width of the predictor")
+    proj_norm: Norm = option(
+        "batch", one_of(*NORMS), "normalisation in the heads: batch, layer or none")
+    predictor: PredictorKind = option(
+        "learned", one_of(*PREDICTORS), "learned MLP, or DirectPred (set from input correlation)")
+    directpred_rho: float = option(0.3, fraction, "DirectPred: decay of the running correlation")
+    directpred_eps: float = option(0.1, non_negative, "DirectPred: eigenvalue boost")
+    directpred_freq: int = option(1, positive_int, "DirectPred: steps between weight updates")
 
 
 

@@ -123,15 +123,17 @@ class VICRegConfig:
     ``proj_hidden_dim=8192, proj_out_dim=8192`` on a GPU.
     """
 
-    invariance_weight: float = option(25.0, non_negative)
-    variance_weight: float = option(25.0, non_negative)
-    covariance_weight: float = option(1.0, non_negative)
-    variance_target: float = option(1.0, positive)
-    variance_eps: float = option(1e-4, positive)
-    proj_hidden_dim: int = option(2048, positive_int)
-    proj_out_dim: int = option(2048, positive_int)
-    proj_layers: int = option(3, positive_int)
-    proj_norm: Norm = option("batch", one_of(*NORMS))
+    invariance_weight: float = option(
+        25.0, non_negative, "lambda: weight of the invariance (MSE) term")
+    variance_weight: float = option(25.0, non_negative, "mu: weight of the variance hinge")
+    covariance_weight: float = option(1.0, non_negative, "nu: weight of the covariance term")
+    variance_target: float = option(1.0, positive, "gamma: target std of each dimension")
+    variance_eps: float = option(1e-4, positive, "epsilon inside the std")
+    proj_hidden_dim: int = option(2048, positive_int, "hidden width of the projector")
+    proj_out_dim: int = option(2048, positive_int, "output width of the projector")
+    proj_layers: int = option(3, positive_int, "linear layers of the projector")
+    proj_norm: Norm = option(
+        "batch", one_of(*NORMS), "normalisation in the heads: batch, layer or none")
 
 
 
