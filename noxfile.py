@@ -43,9 +43,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    _install(session)
+    """mypy over every distribution's sources, with everything installed."""
+    _install(session, *PLUGINS)
     session.install("mypy>=1.10")
-    session.run("mypy", "core/src")
+    session.run("mypy", *[f"{_path(d)}/src" for d in DISTRIBUTIONS])
 
 
 def _make_tests(dist: str) -> None:
@@ -65,8 +66,13 @@ for _dist in DISTRIBUTIONS:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Every distribution installed together: cross-package tests and a short bench."""
+    """Every distribution installed together: cross-package tests and a short bench.
+
+    setuptools: the plugin-guide test pip-installs the guide's example plugin without
+    build isolation (nothing is downloaded at test time).
+    """
     _install(session, *PLUGINS)
+    session.install("setuptools>=77")
     session.run("pytest", "tests", *session.posargs, env={"SELFSUP_STRICT_PLUGINS": "1"})
 
 
