@@ -17,7 +17,7 @@ from selfsup_graph.data import GraphDataError, NodeGraphDataset
 
 
 def _registry_dataset(key: str):  # the factories as the runner reaches them
-    from selfsup.plugins import Registry
+    from selfsup.api import Registry
 
     reg = Registry(plugins=["graph"], strict=True)
     reg.load()

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from selfsup.api import Registry
 from selfsup_graph.datasets import sbm
-from selfsup_graph.encoders import build_gat
 from selfsup_graph.pretexts import edge_features as ef
 
 
@@ -24,6 +24,10 @@ def test_shapes(node_dataset) -> None:
     assert encoder.embed_dim == 8
     assert encoder(data).shape == (n, 8)
     assert encoder.node_states(data).shape == (n, 8)
+    with torch.no_grad():
+        tokens, rows = encoder.tokens(data), encoder.embed(data)
+    assert tokens.states.shape == (1, n, 8) and bool(tokens.mask.all())
+    assert torch.equal(tokens.flat(), rows) and torch.equal(rows, encoder(data))
     assert encoder.edge_features(data).shape == (e, 5)
     plain = small_encoder(node_dataset, edge_dim=5, curvature=False)
     assert plain.edge_features(data).shape == (e, 5)
@@ -159,9 +163,16 @@ def test_smoothed_pseudo_labels_find_the_blocks_that_raw_features_miss() -> None
     assert scores[0] < 0.5 < 0.9 < scores[2]
 
 
-def test_pretext_refuses_a_plain_gnn_encoder(node_dataset) -> None:
-    with pytest.raises(TypeError, match=r"graph\.edge_gat"):
-        ef.build(build_gat(node_dataset, hidden_dim=16, embed_dim=8), node_dataset)
+def test_the_pretext_trains_a_face_only_edge_gat_offers() -> None:
+    # graph.edge_features needs the edge encoder: it declares the plugin's own face,
+    # which only graph.edge_gat offers, so the runner refuses any other encoder and
+    # selfsup bench trains it on graph.edge_gat whatever the benchmark's encoder
+    reg = Registry(plugins=["graph"], strict=True).load()
+    face = reg.get("pretext", "graph.edge_features").face
+    assert face == ef.LEARNED_EDGES == "graph.learned_edges"
+    offering = [e.name for e in reg.specs("encoder") if e.offers(face)]
+    assert offering == [ef.ENCODER_NAME]
+    assert reg.get("encoder", ef.ENCODER_NAME).faces == ("embedding", "tokens", face)
 
 
 def test_encoder_refuses_graph_level_datasets(graph_dataset) -> None:

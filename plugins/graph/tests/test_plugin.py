@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.cli import main
-from selfsup.plugins import Registry
-from selfsup.testing import check_plugin
+from selfsup.api import IncompatibleError, Registry, check_plugin
+from selfsup.api import cli_main as main
 
 SMALL_SBM = {
     "n_nodes": 90,
@@ -28,8 +27,8 @@ SMALL_PRETEXTS = {
 
 def test_conformance() -> None:
     # Datasets that read user files (graph.h5ad, graph.planetoid, graph.tu) need a
-    # path; test_datasets.py builds them from files it writes. graph.pca needs a
-    # single-cell dataset; graph.pbmc68k is checked below.
+    # path; test_datasets.py builds them from files it writes, and graph.pbmc68k
+    # (scanpy, seconds) there too.
     reg = check_plugin(
         "graph",
         dataset_options={"graph.sbm": SMALL_SBM, "graph.motifs": {"n_graphs": 40}},
@@ -38,9 +37,58 @@ def test_conformance() -> None:
             for k in ("graph.gcn", "graph.gat", "graph.gin", "graph.edge_gat")
         },
         pretext_options=SMALL_PRETEXTS,
-        skip=("graph.h5ad", "graph.planetoid", "graph.tu", "graph.pbmc68k", "graph.pca"),
+        skip=("graph.h5ad", "graph.planetoid", "graph.tu", "graph.pbmc68k"),
     )
     assert {"graph.pbmc68k", "graph.sbm"} <= set(reg.keys("benchmark"))
+    assert "graph.pca" in reg.keys("baseline")
+
+
+def test_gnn_faces_give_node_rows_pooled_rows_and_tokens(node_dataset, graph_dataset) -> None:
+    from torch_geometric.nn import global_add_pool
+
+    from selfsup_graph.encoders import build_gcn, build_gin
+
+    torch.manual_seed(0)
+    node_encoder = build_gcn(node_dataset, hidden_dim=16, embed_dim=8)
+    data = node_dataset.data
+    with torch.no_grad():
+        tokens, rows = node_encoder.tokens(data), node_encoder.embed(data)
+    assert tokens.states.shape == (1, node_dataset.num_nodes, 8) and bool(tokens.mask.all())
+    assert torch.equal(tokens.flat(), rows) and torch.equal(node_encoder(data), rows)
+
+    graph_encoder = build_gin(graph_dataset, hidden_dim=16, embed_dim=8, pooling="add")
+    batch = graph_dataset.collate(graph_dataset.pretrain_set()[:5])
+    with torch.no_grad():
+        tokens, pooled = graph_encoder.tokens(batch), graph_encoder.embed(batch)
+    sizes = torch.bincount(batch.batch).tolist()
+    assert tokens.states.shape == (5, max(sizes), 8)
+    assert tokens.mask.sum(1).tolist() == sizes
+    nodes = tokens.flat()  # every node of the batch, in the batch's node order
+    assert nodes.shape == (batch.num_nodes, 8)
+    assert torch.equal(pooled, global_add_pool(nodes, batch.batch))
+    assert torch.equal(graph_encoder(batch), pooled)
+
+
+def test_views_are_declared_once_and_reach_the_dataset() -> None:
+    import dataclasses
+
+    from selfsup_graph.plugin import VIEWS
+    from selfsup_graph.views import GraphViews
+
+    reg = Registry(plugins=["graph"], strict=True).load()
+    defaults = {f.name: f.default for f in dataclasses.fields(GraphViews)}
+    for spec in reg.specs("dataset"):
+        if reg.owner("dataset", spec.name).name == "graph":
+            assert dict(spec.views) == VIEWS == defaults, spec.name
+    spec = reg.get("dataset", "graph.sbm")
+    ds = spec.build(**SMALL_SBM, views={"drop_edge": 0.5, "subgraph": 0.8})
+    assert ds.views == GraphViews(drop_edge=0.5, mask_feature=0.2, subgraph=0.8)
+    with pytest.raises(TypeError, match="unknown view option"):
+        spec.build(**SMALL_SBM, views={"drop_edges": 0.5})
+    with pytest.raises(ValueError, match=r"graph views: option drop_edge must be in \[0, 1\)"):
+        spec.build(**SMALL_SBM, views={"drop_edge": 1.0})
+    with pytest.raises(TypeError, match="drop_edge"):  # no longer a dataset option
+        spec.build(**SMALL_SBM, drop_edge=0.5)
 
 
 def test_registering_imports_no_domain_library() -> None:
@@ -48,7 +96,7 @@ def test_registering_imports_no_domain_library() -> None:
     import sys
 
     code = (
-        "import sys; from selfsup.plugins import Registry; "
+        "import sys; from selfsup.api import Registry; "
         "r = Registry(plugins=['graph'], strict=True); r.load(); "
         "print(sorted(m for m in ('torch_geometric', 'scanpy', 'anndata', 'torch') "
         "if m in sys.modules))"
@@ -82,8 +130,11 @@ def test_paretognn_weights_tasks_and_trains(node_dataset) -> None:
         opt.step()
     # MGDA's direction descends every task: both losses fall
     assert bool((task_losses() < before).all())
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="tasks must name at least two different pretexts"):
         paretognn.build(encoder, node_dataset, tasks=["graph.grace"])
+    # ParetoGNN trains the tokens face; a task of another face has no such guarantee
+    with pytest.raises(IncompatibleError, match=r"'core.barlow_twins' trains 'embedding'"):
+        paretognn.build(encoder, node_dataset, tasks=["graph.grace", "core.barlow_twins"])
 
 
 def test_edge_features_pretext_refuses_a_plain_encoder_before_training(
@@ -104,7 +155,9 @@ def test_edge_features_pretext_refuses_a_plain_encoder_before_training(
     )
     assert code != 0
     assert not (tmp_path / "run" / "checkpoints").exists()
-    assert "set encoder = 'graph.edge_gat'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trains the 'graph.learned_edges' face" in err
+    assert "offer 'graph.learned_edges': graph.edge_gat" in err
 
 
 def test_selfsup_run_pretrains_and_probes(tmp_path: Path) -> None:

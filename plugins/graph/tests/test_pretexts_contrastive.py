@@ -7,15 +7,25 @@ import copy
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from selfsup.components import SSLDataset
-from selfsup.plugins import Registry
-from selfsup.testing import check_pretext
+from selfsup.api import (
+    GRAPH_NODE,
+    Component,
+    EncoderSpec,
+    Experiment,
+    IncompatibleError,
+    Registry,
+    SSLDataset,
+    check_pretext,
+    hookimpl,
+    run_experiment,
+)
 from selfsup_graph.data import GraphLevelDataset, NodeGraphDataset
 from selfsup_graph.encoders import GNNEncoder, build_gcn, build_gin
 from selfsup_graph.pretexts import dgi, grace, graphcl, graphmae
@@ -185,8 +195,8 @@ def test_graphcl_forward_is_the_loss_of_two_projected_views(
     g = gen(5)
     v1, v2 = graph_dataset.augment(batch, g), graph_dataset.augment(batch, g)
     with torch.no_grad():
-        h1 = task.encoder(v1)
-        z1, z2 = task.projector(h1), task.projector(task.encoder(v2))
+        h1 = task.encoder.embed(v1)
+        z1, z2 = task.projector(h1), task.projector(task.encoder.embed(v2))
     assert out["loss"].item() == pytest.approx(graphcl_reference(z1, z2, 0.2), rel=1e-4)
     assert out["embedding"].shape == (8, 16)
     assert torch.allclose(out["embedding"], h1)
@@ -387,10 +397,10 @@ BuildFn = Callable[..., nn.Module]
     [
         (grace.build, {"temperature": 0.0}, ValueError, "temperature must be a number > 0"),
         (grace.build, {"proj_dim": 0}, ValueError, "proj_dim must be a positive int"),
-        (grace.build, {"max_nodes": 1}, ValueError, "max_nodes must be an int >= 2"),
+        (grace.build, {"max_nodes": 1}, ValueError, "max_nodes must be None or an int >= 2"),
         (grace.build, {"temprature": 0.5}, TypeError, "did you mean 'temperature'"),
         (dgi.build, {"temperature": 0.5}, TypeError, "unknown option"),
-        (graphmae.build, {"mask_rate": 1.0}, ValueError, r"mask_rate must be .* in \(0, 1\)"),
+        (graphmae.build, {"mask_rate": 1.0}, ValueError, r"mask_rate must be in \(0, 1\)"),
         (graphmae.build, {"alpha": 0.5}, ValueError, "alpha must be a number >= 1"),
         (graphmae.build, {"decoder": "mlp"}, ValueError, "decoder must be one of 'gat', 'gcn'"),
     ],
@@ -407,7 +417,7 @@ def test_bad_node_options_name_the_option(
 
 
 def test_bad_graphcl_option_names_the_option(graph_dataset: GraphLevelDataset) -> None:
-    message = re.escape("GraphCLConfig.temperature must be a number > 0")
+    message = re.escape("graph.graphcl: option temperature must be a number > 0, got -1.0")
     with pytest.raises(ValueError, match=message):
         graphcl.build(small_encoder(graph_dataset), graph_dataset, temperature=-1.0)
 
@@ -425,26 +435,62 @@ def test_graphcl_refuses_a_node_dataset_and_a_node_level_encoder(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape("needs a 'graph.graph' dataset")):
         graphcl.build(small_encoder(node_dataset), node_dataset)
-    with pytest.raises(ValueError, match="level='node'"):
-        graphcl.build(small_encoder(node_dataset), graph_dataset)
+    # an encoder built for nodes embeds nodes: GraphCL says so at its first batch
+    node_level = GNNEncoder(graph_dataset.num_features, hidden_dim=32, embed_dim=16, level="node")
+    task = graphcl.build(node_level, graph_dataset)
+    with pytest.raises(ValueError, match="one row per graph"):
+        task(graph_batch(graph_dataset, 4), gen(0))
 
 
 class _MLPEncoder(nn.Module):
-    """An encoder without node_states (not a GNN)."""
+    """A node encoder with the embedding face only (an MLP on the node features)."""
 
-    embed_dim = 16
-
-    def __init__(self) -> None:
+    def __init__(self, dataset: SSLDataset) -> None:
         super().__init__()
-        self.net = nn.Linear(8, 16)
+        self.embed_dim = 16
+        self.net = nn.Linear(dataset.num_features, 16)  # type: ignore[attr-defined]
 
-    def forward(self, data: Any) -> torch.Tensor:
+    def embed(self, data: Any) -> torch.Tensor:
         return self.net(data.x)  # type: ignore[no-any-return]
 
+    def forward(self, data: Any) -> torch.Tensor:
+        return self.embed(data)
 
-@pytest.mark.parametrize("build", [grace.build, dgi.build, graphmae.build])
-def test_node_tasks_refuse_an_encoder_without_node_states(
-    node_dataset: NodeGraphDataset, build: BuildFn
+
+class _EmbeddingOnlyPlugin:
+    """Registers ``test.mlp``: a graph.node encoder without the tokens face."""
+
+    @staticmethod
+    @hookimpl
+    def register_encoders(register: Callable[[Any], None]) -> None:
+        register(EncoderSpec("test.mlp", _MLPEncoder, (GRAPH_NODE,), "an MLP on node features"))
+
+
+TOKEN_PRETEXTS = (
+    "graph.grace", "graph.dgi", "graph.graphmae", "graph.pairwise_distance",
+    "graph.node_clustering", "graph.scgc", "graph.paretognn",
+)
+
+
+@pytest.mark.parametrize("pretext", TOKEN_PRETEXTS)
+def test_node_tasks_refuse_an_encoder_without_the_tokens_face(
+    tmp_path: Path, pretext: str
 ) -> None:
-    with pytest.raises(TypeError, match="node_states"):
-        build(_MLPEncoder(), node_dataset)
+    # The tasks call encoder.tokens(graph): the runner refuses an encoder that does not
+    # offer that face before anything is built, and names the encoders that do.
+    reg = Registry(plugins=["graph"], strict=True)
+    reg.add_plugin(_EmbeddingOnlyPlugin(), "test")
+    reg.load()
+    assert reg.get("pretext", pretext).face == "tokens"
+    exp = Experiment(
+        name="refused",
+        dataset=Component("graph.karate"),
+        encoder=Component("test.mlp"),
+        pretext=Component(pretext),
+        training={"steps": 1},
+        evaluators=[],
+    )
+    message = r"trains the 'tokens' face.*offer 'tokens': .*graph\.gcn"
+    with pytest.raises(IncompatibleError, match=message):
+        run_experiment(exp, tmp_path / "run", reg)
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import Data
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 from selfsup_graph.data import GraphLevelDataset, NodeGraphDataset
 from selfsup_graph.encoders import build as build_encoder
 from selfsup_graph.pretexts import dsla, scgc, selftask
@@ -110,7 +110,7 @@ def test_pairwise_distance_loss_matches_reference(node_dataset) -> None:
     out = task(node_dataset.data, _gen(7))
     pairs, labels = task.bins.sample(256, _gen(7))
     with torch.no_grad():
-        h = task.encoder.node_states(node_dataset.data)
+        h = task.encoder.tokens(node_dataset.data).flat()
     w, b = task.head.weight.detach(), task.head.bias.detach()
     total = 0.0
     for (u, v), c in zip(pairs.T.tolist(), labels.tolist()):
@@ -143,8 +143,6 @@ def test_pairwise_distance_errors(node_dataset, graph_dataset) -> None:
         selftask.build_pairwise_distance(enc, node_dataset, max_distnce=3)
     with pytest.raises(ValueError, match=r"graph\.node"):
         selftask.build_pairwise_distance(_encoder(graph_dataset), graph_dataset)
-    with pytest.raises(TypeError, match="node_states"):
-        selftask.build_pairwise_distance(torch.nn.Linear(8, 8), node_dataset)
     task = selftask.build_pairwise_distance(enc, node_dataset)
     small = Data(x=torch.randn(5, 8), edge_index=_undirected([(0, 1)]))
     with pytest.raises(ValueError, match="120 nodes"):
@@ -177,7 +175,7 @@ def test_node_clustering_pseudo_labels_and_loss() -> None:
     assert (labels == np.array([mapping[b] for b in blob])).all()
     out = task(ds.data, _gen())
     with torch.no_grad():
-        logits = task.head(task.encoder.node_states(ds.data))
+        logits = task.head(task.encoder.tokens(ds.data).flat())
     ref = -np.mean([float(torch.log_softmax(logits[i], 0)[labels[i]]) for i in range(30)])
     assert out["loss"].item() == pytest.approx(ref, rel=1e-5)
 
@@ -340,8 +338,14 @@ def test_dsla_errors(graph_dataset, node_dataset) -> None:
         dsla.build(enc, graph_dataset, margin=-1.0)
     with pytest.raises(ValueError, match=r"graph\.graph"):
         dsla.build(_encoder(node_dataset), node_dataset)
-    with pytest.raises(TypeError, match="node_states"):
-        dsla.build(torch.nn.Linear(4, 4), graph_dataset)
+    # an encoder built for nodes gives node rows: D-SLA says so at its first batch
+    node_level = build_encoder(node_dataset, hidden_dim=16, embed_dim=8)
+    flat = GraphLevelDataset(  # the node dataset's width, so the encoder can run
+        "test.width", [Data(x=torch.randn(5, 8), edge_index=_undirected([(0, 1), (1, 2)]),
+                            y=torch.tensor([0]))] * 2, {}, task=TaskSpec("none"))
+    task = dsla.build(node_level, flat)
+    with pytest.raises(ValueError, match="one row per graph"):
+        task(flat.collate(flat.graphs), _gen())
 
 
 # -- SCGC ---------------------------------------------------------------------------------------
@@ -421,7 +425,5 @@ def test_scgc_errors(node_dataset, graph_dataset) -> None:
         scgc.build(enc, node_dataset, smoothing_step=2)
     with pytest.raises(ValueError, match=r"graph\.node"):
         scgc.build(_encoder(graph_dataset), graph_dataset)
-    with pytest.raises(TypeError, match="node_states"):
-        scgc.build(torch.nn.Linear(8, 8), node_dataset)
     with pytest.raises(ValueError, match="more than the 120 nodes"):
         scgc.build(enc, node_dataset, n_clusters=121)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 from selfsup_graph.data import (
     GraphDataError,
     GraphLevelDataset,

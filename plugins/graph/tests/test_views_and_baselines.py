@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfsup.bench import Constant, InputFeatures
-from selfsup.components import TaskSpec
+from selfsup.api import (
+    BaselineContext,
+    Constant,
+    EvalContext,
+    InputFeatures,
+    NotApplicable,
+    Registry,
+    TaskSpec,
+)
 from selfsup_graph.data import GraphDataError, GraphLevelDataset, NodeGraphDataset
 from selfsup_graph.views import GraphViews
 
@@ -69,3 +76,20 @@ def test_graph_level_input_features_are_one_row_per_graph(graph_dataset: GraphLe
     batch = graph_dataset.collate(graph_dataset.pretrain_set()[:5])
     assert Constant(graph_dataset)(batch).shape == (5, 1)
     assert graph_dataset.input_features(batch).shape == (5, graph_dataset.num_features + 2)
+
+
+def test_pca_baseline_serves_the_stored_pca_and_skips_other_graphs(
+    node_dataset: NodeGraphDataset,
+) -> None:
+    spec = Registry(plugins=["graph"], strict=True).load().get("baseline", "graph.pca")
+    assert spec.faces == ("embedding",) and spec.modalities == ("graph.node",)
+    data = node_dataset.data.clone()
+    data.pca = torch.randn(node_dataset.num_nodes, 5, generator=torch.Generator().manual_seed(0))
+    cells = NodeGraphDataset("test.cells", data, task=TaskSpec("classification", 3))
+    context = BaselineContext(encoder_factory=torch.nn.Identity, eval=EvalContext())
+    model = spec.build(cells, context)
+    batch, _, _ = next(cells.labelled_batches("test", batch_size=10))
+    assert model.embed_dim == 5 and list(model.parameters()) == []
+    assert torch.equal(model.embed(batch), data.pca) and torch.equal(model(batch), data.pca)
+    with pytest.raises(NotApplicable, match=r"graph\.pbmc68k"):
+        spec.build(node_dataset, context)

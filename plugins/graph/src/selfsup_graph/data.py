@@ -26,13 +26,13 @@ offending value in the message.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from selfsup.components import SSLDataset, TaskSpec
+from selfsup.api import GRAPH_GRAPH, GRAPH_NODE, SSLDataset, TaskSpec
 
 from .views import GraphViews
 
@@ -142,9 +142,14 @@ class NodeGraphDataset(SSLDataset):
     ``train_mask``/``val_mask``/``test_mask`` are optional (masks default to a
     seeded stratified 60/20/20 split of the labelled nodes). ``source`` says in one
     line where the graph came from; it appears in errors and in the encoder card.
+
+    ``modality`` stays a class attribute although the ``DatasetSpec`` declares it
+    too: a node dataset *is* ``graph.node`` (its batches, rows and labelled batches
+    say so), and one built outside the registry (:func:`~selfsup_graph.datasets.anndata.cell_graph`
+    on your AnnData, the tests) must still say so to encoders and pretexts.
     """
 
-    modality = "graph.node"
+    modality = GRAPH_NODE
 
     def __init__(
         self,
@@ -172,8 +177,8 @@ class NodeGraphDataset(SSLDataset):
                     f"node in 'y' ({data.num_nodes} nodes)"
                 )
             if getattr(data, "train_mask", None) is None:
-                for split, mask in stratified_masks(data.y, seed).items():
-                    data[f"{split}_mask"] = mask
+                for split, split_mask in stratified_masks(data.y, seed).items():
+                    data[f"{split}_mask"] = split_mask
             for split in SPLITS:
                 mask = getattr(data, f"{split}_mask", None)
                 if (
@@ -215,7 +220,7 @@ class NodeGraphDataset(SSLDataset):
         ea = getattr(self.data, "edge_attr", None)
         return None if ea is None else (1 if ea.ndim == 1 else int(ea.shape[1]))
 
-    def pretrain_set(self) -> list[Data]:
+    def pretrain_set(self) -> list[Data]:  # type: ignore[override]  # a list is a dataset
         """The graph (one item) without labels or split masks."""
         return [self._unlabelled]
 
@@ -366,16 +371,17 @@ class GraphLevelDataset(SSLDataset):
 
     ``graphs``: ``Data`` objects each with ``x``, ``edge_index`` and a graph label
     ``y`` (shape ``[1]``); ``split_index``: positions of each labelled split.
-    Pretraining uses every graph (labels unseen).
+    Pretraining uses every graph (labels unseen). ``modality`` is a class attribute
+    for the reason :class:`NodeGraphDataset` gives.
     """
 
-    modality = "graph.graph"
+    modality = GRAPH_GRAPH
 
     def __init__(
         self,
         name: str,
         graphs: Sequence[Data],
-        split_index: dict[str, Sequence[int]],
+        split_index: Mapping[str, Sequence[int]],
         *,
         task: TaskSpec,
         views: GraphViews | None = None,
@@ -416,7 +422,7 @@ class GraphLevelDataset(SSLDataset):
         ea = getattr(self.graphs[0], "edge_attr", None)
         return None if ea is None else (1 if ea.ndim == 1 else int(ea.shape[1]))
 
-    def pretrain_set(self) -> list[Data]:
+    def pretrain_set(self) -> list[Data]:  # type: ignore[override]  # a list is a dataset
         return self.graphs
 
     def labelled_split(self, split: str) -> Any:

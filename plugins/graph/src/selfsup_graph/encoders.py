@@ -12,10 +12,23 @@
 
 Defaults: 2 layers, hidden width 128, embedding width 64, ReLU between layers
 (none after the last), dropout 0.0, ``add_self_loops`` as the layer's default.
-On a ``graph.node`` dataset ``forward(data)`` returns one row per node; on a
-``graph.graph`` dataset it pools the last layer per graph (``pooling``: mean,
-add or max; GIN's papers use add). :meth:`GNNEncoder.node_states` always gives
-node rows, for pretexts that work on nodes of many graphs.
+
+Faces (``EncoderSpec(faces=("embedding", "tokens"))``):
+
+- ``embed(data)`` (the ``embedding`` face, also ``forward``): on a ``graph.node``
+  dataset one row per node ``[N, D]`` (the nodes are the samples); on a
+  ``graph.graph`` dataset the last layer pooled per graph ``[G, D]``
+  (``pooling``: mean, add or max; GIN's papers use add);
+- ``tokens(data)`` (the ``tokens`` face): the node states of each graph as
+  :class:`selfsup.api.Tokens`, ``torch_geometric.utils.to_dense_batch`` of the
+  node rows by ``data.batch`` (``[G, N_max, D]`` and its mask; one graph without
+  ``batch`` gives ``[1, N, D]``, every node real). ``tokens(data).flat()`` is the
+  node rows ``[num_nodes, D]`` in the batch's node order, for pretexts that work
+  on nodes, of one graph or of many.
+
+Before selfsup 0.2 pretexts called ``node_states(data)`` and ``pool(h, data)``
+directly and read the ``level`` attribute; those are now the encoder's own
+business behind the two faces.
 """
 
 from __future__ import annotations
@@ -26,10 +39,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.components import SSLDataset
+from selfsup.api import GRAPH_GRAPH, GRAPH_NODE, SSLDataset, Tokens
 
 CONVS = ("gcn", "gat", "gin")
 POOLINGS = ("mean", "add", "max")
+
+
+def node_tokens(h: torch.Tensor, data: Any) -> Tokens:
+    """Node rows ``h [num_nodes, D]`` of ``data`` as :class:`Tokens`, graph by graph.
+
+    ``torch_geometric.utils.to_dense_batch`` by ``data.batch``: ``[G, N_max, D]``
+    states, padding masked out. A single graph (a ``Data`` without ``batch``) is
+    ``[1, N, D]`` with every node real. ``.flat()`` gives ``h`` back, in order.
+    """
+    from torch_geometric.utils import to_dense_batch
+
+    batch = getattr(data, "batch", None)  # a PyG Batch has it; a single Data does not
+    if batch is None:
+        return Tokens(h[None], torch.ones(1, h.shape[0], dtype=torch.bool, device=h.device))
+    states, mask = to_dense_batch(h, batch, batch_size=int(data.num_graphs))
+    return Tokens(states, mask)
 
 
 class GNNEncoder(nn.Module):
@@ -76,8 +105,21 @@ class GNNEncoder(nn.Module):
         )
         self.act = nn.ReLU()
 
-    def node_states(self, data: Any) -> torch.Tensor:
-        """Node embeddings ``[num_nodes, embed_dim]``."""
+    def embed(self, data: Any) -> torch.Tensor:
+        """The ``embedding`` face: node rows ``[N, D]`` (``level="node"``) or per-graph
+        ``pooling`` of them ``[G, D]`` (``level="graph"``)."""
+        h = self._node_states(data)
+        return h if self.level == "node" else self._pool(h, data)
+
+    def tokens(self, data: Any) -> Tokens:
+        """The ``tokens`` face: each graph's node states ``[G, N_max, D]`` and mask."""
+        return node_tokens(self._node_states(data), data)
+
+    def forward(self, data: Any) -> torch.Tensor:
+        return self.embed(data)
+
+    def _node_states(self, data: Any) -> torch.Tensor:
+        """Node rows ``[num_nodes, embed_dim]``."""
         x, edge_index = data.x, data.edge_index
         edge_attr = getattr(data, "edge_attr", None) if self.edge_dim else None
         for i, layer in enumerate(self.layers):
@@ -92,8 +134,8 @@ class GNNEncoder(nn.Module):
                 x = self.act(x)
         return x
 
-    def pool(self, h: torch.Tensor, data: Any) -> torch.Tensor:
-        """Per-graph ``pooling`` of node states ``h``."""
+    def _pool(self, h: torch.Tensor, data: Any) -> torch.Tensor:
+        """Per-graph ``pooling`` of node rows ``h``."""
         from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
         batch = getattr(data, "batch", None)
@@ -101,10 +143,6 @@ class GNNEncoder(nn.Module):
             batch = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
         fn = {"mean": global_mean_pool, "add": global_add_pool, "max": global_max_pool}
         return fn[self.pooling](h, batch, size=getattr(data, "num_graphs", None))  # type: ignore[no-any-return]
-
-    def forward(self, data: Any) -> torch.Tensor:
-        h = self.node_states(data)
-        return h if self.level == "node" else self.pool(h, data)
 
 
 def _layer(
@@ -141,7 +179,7 @@ def build(
     use_edge_attr: bool = True,
 ) -> GNNEncoder:
     """Encoder factory: input width, edge features and level come from the dataset."""
-    if dataset.modality not in ("graph.node", "graph.graph"):
+    if dataset.modality not in (GRAPH_NODE, GRAPH_GRAPH):
         raise ValueError(
             f"GNN encoders need a graph dataset; {dataset.name!r} has modality {dataset.modality!r}"
         )
@@ -156,7 +194,7 @@ def build(
         dropout=dropout,
         edge_dim=edge_dim,
         pooling=pooling,
-        level="node" if dataset.modality == "graph.node" else "graph",
+        level="node" if dataset.modality == GRAPH_NODE else "graph",
     )
 
 
@@ -170,30 +208,3 @@ def build_gat(dataset: SSLDataset, **options: Any) -> GNNEncoder:
 
 def build_gin(dataset: SSLDataset, **options: Any) -> GNNEncoder:
     return build(dataset, conv="gin", **options)
-
-
-class NodeAttribute(nn.Module):
-    """A fixed 'encoder' returning a stored node matrix (e.g. the expression PCA), for baselines.
-
-    It has no parameters: pretexts cannot train it; benchmarks use it as
-    ``encoder:graph.pca``, the logistic regression on the PCA of expression.
-    """
-
-    def __init__(self, attribute: str, width: int) -> None:
-        super().__init__()
-        self.attribute, self.embed_dim = attribute, width
-
-    def forward(self, data: Any) -> torch.Tensor:
-        return getattr(data, self.attribute).float()  # type: ignore[no-any-return]
-
-
-def build_pca(dataset: SSLDataset) -> NodeAttribute:
-    """``graph.pca``: the PCA of expression that single-cell datasets store as ``data.pca``."""
-    data = getattr(dataset, "data", None)
-    pca = getattr(data, "pca", None)
-    if pca is None:
-        raise ValueError(
-            f"encoder graph.pca needs a single-cell graph dataset that stores the "
-            f"expression PCA (graph.pbmc68k, graph.h5ad); {dataset.name!r} has none"
-        )
-    return NodeAttribute("pca", int(pca.shape[1]))

@@ -10,20 +10,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from selfsup import hookimpl
-from selfsup.components import (
+from selfsup.api import (
+    EMBEDDING,
+    GRAPH_GRAPH,
+    GRAPH_NODE,
+    TOKENS,
+    BaselineSpec,
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
     EvaluatorSpec,
     PretextSpec,
+    hookimpl,
 )
 
 Register = Callable[[Any], None]
-NODE = ("graph.node",)
-GRAPH = ("graph.graph",)
-BOTH = ("graph.node", "graph.graph")
+NODE = (GRAPH_NODE,)
+GRAPH = (GRAPH_GRAPH,)
+BOTH = (GRAPH_NODE, GRAPH_GRAPH)
+#: the default graph views of every dataset (``[dataset.views]``; selfsup_graph.views.GraphViews)
 VIEWS = {"drop_edge": 0.2, "mask_feature": 0.2, "drop_node": 0.0, "subgraph": 0.0}
+#: GNN encoders: one embedding row per sample (node or graph), and each graph's node states
+GNN_FACES = (EMBEDDING, TOKENS)
+#: the plugin's own face: graph.edge_gat's learned edge features (pretexts/edge_features.py)
+LEARNED_EDGES = "graph.learned_edges"
 
 
 @hookimpl
@@ -41,8 +51,8 @@ def register_datasets(register: Register) -> None:
                 "n_pcs": 50,
                 "seed": 0,
                 "holdout_edges": 0.0,
-                **VIEWS,
             },
+            views=VIEWS,
         )
     )
     register(
@@ -61,8 +71,8 @@ def register_datasets(register: Register) -> None:
                 "feature_signal": 0.25,
                 "seed": 0,
                 "holdout_edges": 0.0,
-                **VIEWS,
             },
+            views=VIEWS,
         )
     )
     register(
@@ -71,7 +81,8 @@ def register_datasets(register: Register) -> None:
             "selfsup_graph.datasets.karate:build",
             NODE,
             "Zachary's karate club (34 nodes, 4 communities), built into torch-geometric",
-            options={"seed": 0, "holdout_edges": 0.0, **VIEWS},
+            options={"seed": 0, "holdout_edges": 0.0},
+            views=VIEWS,
         )
     )
     register(
@@ -91,8 +102,8 @@ def register_datasets(register: Register) -> None:
                 "seed": 0,
                 "holdout_edges": 0.0,
                 "normalize": False,
-                **VIEWS,
             },
+            views=VIEWS,
         )
     )
     register(
@@ -102,8 +113,9 @@ def register_datasets(register: Register) -> None:
             NODE,
             "Planetoid citation graphs (Cora, CiteSeer, PubMed) read by torch-geometric from "
             "root= where the raw files already are; needs root= and name=",
-            options={"root": None, "name": "Cora", "seed": 0, "holdout_edges": 0.0, **VIEWS},
+            options={"root": None, "name": "Cora", "seed": 0, "holdout_edges": 0.0},
             offline=False,
+            views=VIEWS,
         )
     )
     register(
@@ -113,8 +125,9 @@ def register_datasets(register: Register) -> None:
             GRAPH,
             "TUDataset graph classification sets (MUTAG, PROTEINS, ...) read by "
             "torch-geometric from root= where the raw files already are; needs root= and name=",
-            options={"root": None, "name": "MUTAG", "seed": 0, **VIEWS},
+            options={"root": None, "name": "MUTAG", "seed": 0},
             offline=False,
+            views=VIEWS,
         )
     )
     register(
@@ -124,7 +137,8 @@ def register_datasets(register: Register) -> None:
             GRAPH,
             "generated graph classification set: random graphs with a planted motif (cycle, "
             "house, star, ...) as the class; structural, features uninformative",
-            options={"n_graphs": 600, "seed": 0, **VIEWS},
+            options={"n_graphs": 600, "seed": 0},
+            views=VIEWS,
         )
     )
 
@@ -146,6 +160,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GCN (Kipf & Welling, ICLR 2017); node rows or pooled per graph; scalar edge weights",
             options=common,
+            faces=GNN_FACES,
         )
     )
     register(
@@ -155,6 +170,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GAT (Veličković et al., ICLR 2018); edge features enter the attention",
             options={**common, "heads": 4},
+            faces=GNN_FACES,
         )
     )
     register(
@@ -164,6 +180,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GIN (Xu et al., ICLR 2019), GINE with edge features (Hu et al., ICLR 2020)",
             options=common,
+            faces=GNN_FACES,
         )
     )
     register(
@@ -183,14 +200,7 @@ def register_encoders(register: Register) -> None:
                 "attention_dim": 8,
                 "dropout": 0.0,
             },
-        )
-    )
-    register(
-        EncoderSpec(
-            "graph.pca",
-            "selfsup_graph.encoders:build_pca",
-            NODE,
-            "the expression PCA stored by single-cell datasets, as fixed features (baseline)",
+            faces=(*GNN_FACES, LEARNED_EDGES),
         )
     )
 
@@ -206,6 +216,7 @@ def register_pretext_tasks(register: Register) -> None:
             "intra- and inter-view negatives",
             options={"proj_dim": 64, "temperature": 0.5, "max_nodes": None},
             needs_views=True,
+            face=TOKENS,
         )
     )
     register(
@@ -216,6 +227,7 @@ def register_pretext_tasks(register: Register) -> None:
             "GraphCL (You et al., NeurIPS 2020): NT-Xent between two augmented views of each graph",
             options={"proj_dim": 64, "temperature": 0.2},
             needs_views=True,
+            face=EMBEDDING,
         )
     )
     register(
@@ -226,6 +238,7 @@ def register_pretext_tasks(register: Register) -> None:
             "Deep Graph Infomax (Veličković et al., ICLR 2019): node vs graph summary "
             "discrimination against a feature-shuffled corruption",
             options={},
+            face=TOKENS,
         )
     )
     register(
@@ -236,6 +249,7 @@ def register_pretext_tasks(register: Register) -> None:
             "GraphMAE (Hou et al., KDD 2022): mask node features, re-mask, decode with a GNN, "
             "scaled cosine error",
             options={"mask_rate": 0.5, "alpha": 2.0, "decoder": "gat"},
+            face=TOKENS,
         )
     )
     register(
@@ -246,6 +260,7 @@ def register_pretext_tasks(register: Register) -> None:
             "SelfTask-GNN PairwiseDistance (Jin et al. 2020): classify the shortest-path "
             "distance bin between node pairs",
             options={"n_pairs": 4096, "max_distance": 4, "max_anchors": 4096, "seed": 0},
+            face=TOKENS,
         )
     )
     register(
@@ -256,6 +271,7 @@ def register_pretext_tasks(register: Register) -> None:
             "node clustering pretext (You et al., ICML 2020; cf. SelfTask-GNN, Jin et al. 2020): "
             "predict k-means cluster ids of the node features",
             options={"n_clusters": 10, "seed": 0},
+            face=TOKENS,
         )
     )
     register(
@@ -273,6 +289,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "lambda_margin": 0.5,
                 "mask_fraction": 0.0,
             },
+            face=EMBEDDING,
         )
     )
     register(
@@ -290,6 +307,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "sigma": 0.01,
                 "cluster_weight": 0.1,
             },
+            face=TOKENS,
         )
     )
     register(
@@ -303,6 +321,7 @@ def register_pretext_tasks(register: Register) -> None:
                 "tasks": ["graph.grace", "graph.dgi", "graph.graphmae"],
                 "normalization": "loss+",
             },
+            face=TOKENS,
         )
     )
     register(
@@ -312,9 +331,9 @@ def register_pretext_tasks(register: Register) -> None:
             NODE,
             "self-supervised edge features (Ravindra et al., PLoS Biol 2021): attention of an "
             "auxiliary GAT trained on k-means pseudo-labels of smoothed features, plus Forman "
-            "curvature, as GAT edge features; needs encoder graph.edge_gat",
+            "curvature, as GAT edge features; trains graph.edge_gat (face graph.learned_edges)",
             options={"n_clusters": 10, "smoothing_steps": 2, "node_weight": 1.0, "seed": 0},
-            encoders=("graph.edge_gat",),
+            face=LEARNED_EDGES,
         )
     )
 
@@ -330,6 +349,22 @@ def register_evaluators(register: Register) -> None:
             "(needs a dataset built with holdout_edges > 0)",
             options={"split": "test"},
             task_kinds=("classification", "regression", "none"),
+            face=EMBEDDING,
+        )
+    )
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    register(
+        BaselineSpec(
+            "graph.pca",
+            "selfsup_graph.baselines:build_pca",
+            NODE,
+            "the expression PCA stored by single-cell datasets (graph.pbmc68k, graph.h5ad) as "
+            "fixed node features: a linear probe on it is the classic single-cell baseline",
+            faces=(EMBEDDING,),
+            task_kinds=("*",),
         )
     )
 
@@ -345,7 +380,7 @@ NODE_PRETEXTS = (
     "graph.edge_features",
     "core.barlow_twins",
 )
-NODE_BASELINES = ("input", "random_init", "supervised", "mean")
+NODE_BASELINES = ("core.input", "core.random_init", "core.supervised", "core.mean")
 NODE_TRAIN = {"steps": 200, "batch_size": 1, "lr": 1e-3, "weight_decay": 1e-5, "warmup_steps": 10}
 
 
@@ -360,8 +395,7 @@ def register_benchmarks(register: Register) -> None:
             evaluators=("core.linear_probe", "core.kmeans"),
             evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
             summary="cell types of 700 PBMCs from a kNN cell graph (scanpy pbmc68k_reduced)",
-            baselines=(*NODE_BASELINES, "encoder:graph.pca"),
-            pretext_encoders={"graph.edge_features": "graph.edge_gat"},
+            baselines=(*NODE_BASELINES, "graph.pca"),
             train=NODE_TRAIN,
             gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
         )
@@ -378,7 +412,6 @@ def register_benchmarks(register: Register) -> None:
             summary="stochastic block model: labels in the edges, weak features; 10% of the "
             "edges held out for link prediction",
             baselines=NODE_BASELINES,
-            pretext_encoders={"graph.edge_features": "graph.edge_gat"},
             train=NODE_TRAIN,
             gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
         )

@@ -17,40 +17,54 @@ subgraph, loses its edges and features instead. Graph-level views remove the
 nodes (GraphCL). Every draw uses the trainer's generator, so views are
 reproducible. :meth:`GraphViews.batch_view` applies graph-level views to a whole
 ``Batch`` without splitting it into graphs (about 20x faster on small graphs).
+
+Every graph dataset takes these four as its ``views`` table (``[dataset.views]``
+in an experiment file), declared once on its ``DatasetSpec``; before selfsup 0.2
+each dataset factory repeated them as keyword options.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from selfsup.api import check_value, fraction, option, parse_options, unit_interval
 
 if TYPE_CHECKING:
     from torch_geometric.data import Batch, Data
 
+OWNER = "graph views"
+
+
+def graph_views(views: Mapping[str, Any] | None) -> GraphViews:
+    """The views of a dataset factory's ``views`` table (``[dataset.views]``), checked."""
+    return parse_options(GraphViews, dict(views or {}), OWNER)
+
 
 @dataclass(frozen=True)
 class GraphViews:
-    """Augmentation strengths (probabilities; ``subgraph`` is the fraction kept, 0 = off)."""
+    """Augmentation strengths (probabilities; ``subgraph`` is the fraction kept, 0 = off).
 
-    drop_edge: float = 0.2
-    mask_feature: float = 0.2
-    drop_node: float = 0.0
-    subgraph: float = 0.0
+    The fields are the options of every graph dataset's ``views`` table, whose
+    defaults each ``DatasetSpec`` declares (``plugin.VIEWS``, the same values); a
+    dataset factory reads the table with :func:`graph_views`. Built directly, the
+    fields are checked the same way.
+    """
+
+    drop_edge: float = option(0.2, fraction, "probability of removing each (directed) edge")
+    mask_feature: float = option(0.2, fraction, "probability of zeroing each feature column")
+    drop_node: float = option(0.0, fraction, "probability of dropping each node")
+    subgraph: float = option(
+        0.0, unit_interval, "fraction of the nodes a random walk keeps (0: off)"
+    )
 
     def __post_init__(self) -> None:
-        for name in ("drop_edge", "mask_feature", "drop_node"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(
-                    f"graph views: {name} must be a probability in [0, 1), got {value!r}"
-                )
-        if not 0.0 <= self.subgraph <= 1.0:
-            raise ValueError(
-                f"graph views: subgraph is the fraction of nodes kept, in [0, 1] "
-                f"(0 turns it off), got {self.subgraph!r}"
-            )
+        for f in dataclasses.fields(self):
+            check_value(OWNER, f"option {f.name}", getattr(self, f.name), f.metadata["check"])
 
     # -- node-level: node i stays row i ---------------------------------------------------
     def node_view(self, data: Data, generator: torch.Generator) -> Data:

@@ -17,23 +17,24 @@ under a second for a few thousand cells and are deterministic.
 
 Node features are the expression matrix ``X`` (``features="expression"``) or the
 PCA (``features="pca"``); the PCA is always kept as ``data.pca`` so that the
-``graph.pca`` encoder can serve it as fixed features (the classic baseline of a
+``graph.pca`` baseline can serve it as fixed features (the classic baseline of a
 linear classifier on the PCA).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from ..data import GraphDataError, NodeGraphDataset
-from ..views import GraphViews
+from ..views import GraphViews, graph_views
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -54,10 +55,7 @@ def build(
     seed: int = 0,
     holdout_edges: float = 0.0,
     normalize: bool = False,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> NodeGraphDataset:
     """Read an ``.h5ad`` file (``graph.h5ad``) and build its cell graph.
 
@@ -70,7 +68,8 @@ def build(
     convention). ``normalize=True`` is for raw counts only: ``sc.pp.normalize_total``
     then ``sc.pp.log1p`` before the PCA; data that is already normalised or scaled
     must not be normalised again (refused when ``X`` has negative values). Without
-    it, integer-valued ``X`` gets a warning.
+    it, integer-valued ``X`` gets a warning. ``views``: the graph views table
+    (:class:`~selfsup_graph.views.GraphViews`).
     """
     if path is None:
         raise ValueError(
@@ -104,7 +103,7 @@ def build(
         seed=seed,
         holdout_edges=holdout_edges,
         normalize=normalize,
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source=f"AnnData file {file}",
     )
 

@@ -9,20 +9,20 @@ PyG marks one training node per community; selfsup uses a seeded stratified
 
 from __future__ import annotations
 
-from selfsup.components import TaskSpec
+from collections.abc import Mapping
+from typing import Any
+
+from selfsup.api import TaskSpec
 
 from ..data import NodeGraphDataset
-from ..views import GraphViews
+from ..views import graph_views
 
 
 def build(
     *,
     seed: int = 0,
     holdout_edges: float = 0.0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> NodeGraphDataset:
     from torch_geometric.data import Data
     from torch_geometric.datasets import KarateClub
@@ -33,7 +33,7 @@ def build(
         "graph.karate",
         data,
         task=TaskSpec("classification", int(g.y.max()) + 1),
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source="Zachary's karate club (torch_geometric.datasets.KarateClub)",
         seed=seed,
         holdout_edges=holdout_edges,

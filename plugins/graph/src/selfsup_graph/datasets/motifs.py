@@ -22,13 +22,16 @@ a second); nothing is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from ..data import GraphLevelDataset, stratified_masks
-from ..views import GraphViews
+from ..views import graph_views
 
 N_FEATURES = 8
 #: class name -> (motif size, its edges)
@@ -71,10 +74,7 @@ def build(
     *,
     n_graphs: int = 600,
     seed: int = 0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> GraphLevelDataset:
     """``n_graphs`` graphs (at least 40, so that each split holds every class), seeded."""
     from torch_geometric.data import Data
@@ -104,7 +104,7 @@ def build(
         graphs,
         {s: m.nonzero().view(-1).tolist() for s, m in masks.items()},
         task=TaskSpec("classification", len(MOTIFS)),
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source=f"generated: {n_graphs} graphs with a planted motif {CLASS_NAMES}, seed {seed}",
     )
     dataset.class_names = list(CLASS_NAMES)  # type: ignore[attr-defined]

@@ -15,8 +15,11 @@ kept as ``data.pca``. The graph is built by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..data import NodeGraphDataset
-from ..views import GraphViews
+from ..views import graph_views
 from .anndata import cell_graph
 
 
@@ -27,10 +30,7 @@ def build(
     n_pcs: int = 50,
     seed: int = 0,
     holdout_edges: float = 0.0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> NodeGraphDataset:
     """``features``: ``"expression"`` (765 scaled genes) or ``"pca"`` (``n_pcs`` columns)."""
     import scanpy as sc
@@ -45,6 +45,6 @@ def build(
         n_pcs=n_pcs,
         seed=seed,
         holdout_edges=holdout_edges,
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source="scanpy.datasets.pbmc68k_reduced (Zheng et al. 2017)",
     )

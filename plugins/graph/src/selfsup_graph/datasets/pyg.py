@@ -26,15 +26,16 @@ names and where to get them. PyG then processes them once into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from ..data import GraphDataError, GraphLevelDataset, NodeGraphDataset, stratified_masks
-from ..views import GraphViews
+from ..views import graph_views
 
 PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/tree/master/data"
@@ -49,10 +50,7 @@ def build_planetoid(
     name: str = "Cora",
     seed: int = 0,
     holdout_edges: float = 0.0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> NodeGraphDataset:
     """Planetoid ``name`` from ``root/<name>/raw`` with its public split (see the module doc)."""
     from torch_geometric.data import Data
@@ -78,7 +76,7 @@ def build_planetoid(
         "graph.planetoid",
         data,
         task=TaskSpec("classification", int(g.y.max()) + 1),
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source=f"Planetoid {name} (Yang et al. 2016) read from {root}, public split",
         seed=seed,
         holdout_edges=holdout_edges,
@@ -90,10 +88,7 @@ def build_tu(
     root: str | Path | None = None,
     name: str = "MUTAG",
     seed: int = 0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> GraphLevelDataset:
     """TUDataset ``name`` from ``root/<name>/raw``, stratified 80/10/10 (see the module doc)."""
     from torch_geometric.data import Data
@@ -137,7 +132,7 @@ def build_tu(
         graphs,
         split_index,
         task=TaskSpec("classification", n_classes),
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source=f"TUDataset {name} (Morris et al. 2020) read from {root}, stratified split",
     )
 

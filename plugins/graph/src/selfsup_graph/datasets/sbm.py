@@ -23,13 +23,16 @@ its feature generator fails, and it cannot make the features weakly informative.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 
-from selfsup.components import TaskSpec
+from selfsup.api import TaskSpec
 
 from ..data import NodeGraphDataset
-from ..views import GraphViews
+from ..views import graph_views
 
 
 def sbm_graph(
@@ -75,10 +78,7 @@ def build(
     feature_signal: float = 0.25,
     seed: int = 0,
     holdout_edges: float = 0.0,
-    drop_edge: float = 0.2,
-    mask_feature: float = 0.2,
-    drop_node: float = 0.0,
-    subgraph: float = 0.0,
+    views: Mapping[str, Any] | None = None,
 ) -> NodeGraphDataset:
     from torch_geometric.data import Data
 
@@ -87,7 +87,7 @@ def build(
         "graph.sbm",
         Data(x=x, edge_index=edge_index, y=y),
         task=TaskSpec("classification", n_blocks),
-        views=GraphViews(drop_edge, mask_feature, drop_node, subgraph),
+        views=graph_views(views),
         source=f"stochastic block model ({n_nodes} nodes, {n_blocks} blocks, p_in={p_in}, "
         f"p_out={p_out}, feature_signal={feature_signal}, seed={seed})",
         seed=seed,

@@ -20,8 +20,9 @@ implemented here.
 The pairs come from :meth:`selfsup_graph.data.NodeGraphDataset.link_split`, so
 the dataset must be built with ``holdout_edges > 0``; without held-out edges that
 method's ValueError, which says how to build one, passes through. The encoder
-runs once, in eval mode and without gradients, on ``ctx.device``; the result does
-not depend on ``ctx.seeds``, so no ``_std`` is reported.
+runs once, in eval mode and without gradients, on ``ctx.device``, through its
+``embedding`` face (``encoder.embed``, one row per node); the result does not
+depend on ``ctx.seeds``, so no ``_std`` is reported.
 
 Metric keys: ``link_prediction.auc`` and ``link_prediction.ap`` (the evaluator name
 without its namespace, as core's evaluators do).
@@ -36,9 +37,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.batching import move_to
-from selfsup.components import EvalContext, Evaluator, SSLDataset
-from selfsup.evaluators.embeddings import parse_options
+from selfsup.api import (
+    GRAPH_NODE,
+    EvalContext,
+    Evaluator,
+    SSLDataset,
+    move_to,
+    one_of,
+    option,
+    parse_options,
+)
+
+from ..data import NodeGraphDataset
 
 NAME = "graph.link_prediction"
 SPLITS = ("val", "test")
@@ -48,15 +58,10 @@ SPLITS = ("val", "test")
 class LinkPredictionConfig:
     """Options of :func:`build`."""
 
-    #: which held-out pairs to score: "test" (report) or "val" (model selection)
-    split: str = "test"
-
-    def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ValueError(
-                f"{NAME}: option split must be one of {list(SPLITS)}, got {self.split!r}; "
-                "the held-out edges are divided into 'val' and 'test' pairs"
-            )
+    split: str = option(
+        "test", one_of(*SPLITS),
+        "which held-out pairs to score: 'test' (report) or 'val' (model selection)",
+    )
 
 
 def build(**options: Any) -> Evaluator:
@@ -73,19 +78,18 @@ def build(**options: Any) -> Evaluator:
 
 def held_out_pairs(dataset: SSLDataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out ``(positive, negative)`` pairs ``[2, K]`` of a node-level graph dataset."""
-    if dataset.modality != "graph.node":
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{NAME} scores node pairs of one graph; dataset {dataset.name!r} has modality "
             f"{dataset.modality!r}, not 'graph.node'"
         )
-    link_split = getattr(dataset, "link_split", None)
-    if not callable(link_split):
+    if not isinstance(dataset, NodeGraphDataset):
         raise ValueError(
-            f"{NAME}: dataset {dataset.name!r} ({type(dataset).__name__}) has no link_split(); "
+            f"{NAME}: dataset {dataset.name!r} ({type(dataset).__name__}) holds out no edges; "
             "build it on selfsup_graph.data.NodeGraphDataset with holdout_edges > 0"
         )
     # NodeGraphDataset raises its own ValueError (with the fix) when nothing was held out.
-    positive, negative = link_split(split)
+    positive, negative = dataset.link_split(split)
     for kind, pairs in (("positive", positive), ("negative", negative)):
         if pairs.ndim != 2 or pairs.shape[0] != 2 or pairs.shape[1] == 0:
             raise ValueError(
@@ -96,13 +100,13 @@ def held_out_pairs(dataset: SSLDataset, split: str) -> tuple[torch.Tensor, torch
     return positive.long(), negative.long()
 
 
-def embed_graph(encoder: nn.Module, dataset: SSLDataset, ctx: EvalContext) -> torch.Tensor:
+def embed_graph(encoder: Any, dataset: SSLDataset, ctx: EvalContext) -> torch.Tensor:
     """Node embeddings ``[N, D]`` of the whole (held-out-free) graph, float32 on the CPU.
 
     Eval mode and no gradients, on ``ctx.device``; the encoder's train/eval mode
     is restored afterwards (it stays on ``ctx.device``, as in core's evaluators).
     """
-    graph = dataset.collate(list(dataset.pretrain_set()))  # type: ignore[arg-type]
+    graph = dataset.collate(list(dataset.pretrain_set()))  # type: ignore[call-overload]
     n_nodes = int(graph.num_nodes)
     device = torch.device(ctx.device)
     was_training = encoder.training
@@ -110,7 +114,7 @@ def embed_graph(encoder: nn.Module, dataset: SSLDataset, ctx: EvalContext) -> to
     encoder.eval()
     try:
         with torch.no_grad():
-            z = encoder(move_to(graph, device))
+            z = encoder.embed(move_to(graph, device))
     finally:
         encoder.train(was_training)
     if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != n_nodes:

@@ -19,7 +19,9 @@ For a graph with node features ``X [N, F]`` and edges ``A``:
 
 The exported encoder output is ``H`` of the clean graph. The paper's encoder is
 one GCN layer with a PReLU; here it is whatever node encoder is given. DGI is
-node-level: one graph, one summary (a batch is the whole graph).
+node-level: one graph, one summary (a batch is the whole graph). It trains the
+encoder's ``tokens`` face: ``H = encoder.tokens(graph).flat()`` (selfsup 0.1 called
+``encoder.node_states``; the values are the same).
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options, encoder_dim
+from selfsup.api import GRAPH_NODE, PretextTask, SSLDataset, encoder_dim, parse_options
 
 NAME = "graph.dgi"
 
@@ -61,17 +62,12 @@ def dgi_loss(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def _check_inputs(encoder: nn.Module, dataset: SSLDataset) -> None:
-    if dataset.modality != "graph.node":
+def _check_inputs(dataset: SSLDataset) -> None:
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{NAME} discriminates the nodes of one graph against its summary: it needs a "
             f"'graph.node' dataset, but {dataset.name!r} has modality {dataset.modality!r}; "
             "for a set of graphs use graph.graphcl or graph.graphmae"
-        )
-    if not callable(getattr(encoder, "node_states", None)):
-        raise TypeError(
-            f"{NAME} needs a GNN encoder with node_states(data) -> [num_nodes, D] "
-            f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
         )
 
 
@@ -84,7 +80,7 @@ class DeepGraphInfomax(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: DGIConfig) -> None:
         super().__init__()
-        _check_inputs(encoder, dataset)
+        _check_inputs(dataset)
         self.encoder = encoder
         self.config = config
         dim = encoder_dim(encoder, NAME)
@@ -92,8 +88,8 @@ class DeepGraphInfomax(nn.Module, PretextTask):
         nn.init.xavier_uniform_(self.weight)
 
     def node_states(self, data: Any) -> torch.Tensor:
-        """The encoder's node states ``[num_nodes, D]`` (its ``node_states``, checked at build)."""
-        return self.encoder.node_states(data)  # type: ignore[operator,no-any-return]
+        """The encoder's node states ``[num_nodes, D]``: its ``tokens`` face, flattened."""
+        return self.encoder.tokens(data).flat()  # type: ignore[no-any-return]
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """The summary ``s = sigmoid(mean of the rows of h [N, D])`` ``[D]``."""
@@ -115,4 +111,4 @@ class DeepGraphInfomax(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> DeepGraphInfomax:
     """``graph.dgi`` factory; DGI takes no options (see :class:`DGIConfig`)."""
-    return DeepGraphInfomax(encoder, dataset, config_from_options(DGIConfig, options, NAME))
+    return DeepGraphInfomax(encoder, dataset, parse_options(DGIConfig, options, NAME))

@@ -39,6 +39,10 @@ and 0.5 are the authors' code defaults (``edit_coeff``, ``margin_coeff``).
 Shapes: a batch of ``B`` graphs becomes ``B * (n + 1)`` candidates, encoded at once;
 ``h`` is ``[B, n + 1, D]``, scores ``[B, n + 1]``, ``d`` and ``e`` ``[B, n]``.
 The exported encoder output is ``h_0``, the originals' embeddings ``[B, D]``.
+D-SLA trains the encoder's ``embedding`` face, ``encoder.embed(candidates)``: the
+per-graph rows that selfsup 0.1 took from ``encoder(candidates)`` (a node-level
+encoder, pooled through ``encoder.pool``, is no longer accepted: pooling belongs to
+the encoder's embedding face).
 """
 
 from __future__ import annotations
@@ -50,12 +54,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import (
-    check_non_negative,
-    config_from_options,
+from selfsup.api import (
+    GRAPH_GRAPH,
+    PretextTask,
+    SSLDataset,
     encoder_dim,
+    fraction,
     mlp_head,
+    non_negative,
+    option,
+    parse_options,
 )
 
 if TYPE_CHECKING:
@@ -67,47 +75,32 @@ NAME = "graph.dsla"
 _DENSE_NODES = 2048
 
 
+def _at_least_two(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+    return None if ok else "be an int >= 2 (the edit-distance loss compares perturbed copies)"
+
+
+def _edit_share(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    return None if ok else "be in (0, 1] (the paper uses 0.1-0.2)"
+
+
 @dataclass(frozen=True)
 class DSLAConfig:
-    """Options of :func:`build` (``graph.dsla``).
+    """Options of :func:`build` (``graph.dsla``)."""
 
-    ``n_perturbed``: perturbed copies per graph (>= 2: the edit loss compares them).
-    ``edit_fraction``: copy ``i`` removes and adds ``i * max(1, round(edit_fraction * |E|))``
-    edges. ``margin``: how much farther other graphs must be than perturbed copies.
-    ``lambda_edit``, ``lambda_margin``: weights of ``L_edit`` and ``L_margin``.
-    ``mask_fraction``: share of nodes whose features are zeroed in every candidate.
-    """
-
-    n_perturbed: int = 2
-    edit_fraction: float = 0.1
-    margin: float = 1.0
-    lambda_edit: float = 0.7
-    lambda_margin: float = 0.5
-    mask_fraction: float = 0.0
-
-    def __post_init__(self) -> None:
-        owner = "DSLAConfig"
-        n = self.n_perturbed
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise ValueError(
-                f"{owner}.n_perturbed must be an int >= 2 (the edit-distance loss compares "
-                f"perturbed copies with each other), got {n!r}"
-            )
-        f = self.edit_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
-            raise ValueError(
-                f"{owner}.edit_fraction must be in (0, 1] (the share of a graph's edges that "
-                f"the first copy removes and adds; the paper uses 0.1-0.2), got {f!r}"
-            )
-        check_non_negative(owner, "margin", self.margin)
-        check_non_negative(owner, "lambda_edit", self.lambda_edit)
-        check_non_negative(owner, "lambda_margin", self.lambda_margin)
-        m = self.mask_fraction
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1:
-            raise ValueError(
-                f"{owner}.mask_fraction must be in [0, 1) (0 turns node-feature masking off), "
-                f"got {m!r}"
-            )
+    n_perturbed: int = option(2, _at_least_two, "perturbed copies per graph")
+    edit_fraction: float = option(
+        0.1, _edit_share, "copy i removes and adds i * max(1, round(edit_fraction * |E|)) edges"
+    )
+    margin: float = option(
+        1.0, non_negative, "how much farther other graphs must be than perturbed copies"
+    )
+    lambda_edit: float = option(0.7, non_negative, "weight of L_edit")
+    lambda_margin: float = option(0.5, non_negative, "weight of L_margin")
+    mask_fraction: float = option(
+        0.0, fraction, "share of nodes whose features are zeroed in every candidate (0: off)"
+    )
 
 
 # -- perturbation ---------------------------------------------------------------------------
@@ -291,16 +284,11 @@ class DSLA(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: DSLAConfig) -> None:
         super().__init__()
-        if dataset.modality != "graph.graph":
+        if dataset.modality != GRAPH_GRAPH:
             raise ValueError(
                 f"{NAME} perturbs whole graphs: it needs a 'graph.graph' dataset (a batch of "
                 f"graphs), but {dataset.name!r} has modality {dataset.modality!r}; for the "
                 "nodes of one graph use graph.grace, graph.dgi or graph.pairwise_distance"
-            )
-        if not callable(getattr(encoder, "node_states", None)):
-            raise TypeError(
-                f"{NAME} needs a GNN encoder with node_states(data) and pool(h, data) "
-                f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
             )
         self.encoder = encoder
         self.config = config
@@ -327,18 +315,15 @@ class DSLA(nn.Module, PretextTask):
         return Batch.from_data_list(out), edits
 
     def graph_rows(self, data: Any) -> torch.Tensor:
-        """Per-graph encoder output ``[G, D]``."""
-        h = self.encoder(data)
+        """Per-graph encoder output ``[G, D]``: the encoder's ``embedding`` face."""
+        h: torch.Tensor = self.encoder.embed(data)
         g = int(data.num_graphs)
-        if h.shape[0] != g:  # a node-level encoder: pool its node rows
-            pool = getattr(self.encoder, "pool", None)
-            if pool is None:
-                raise ValueError(
-                    f"{NAME} needs one row per graph, but the encoder returned {h.shape[0]} "
-                    f"rows for {g} graphs and has no pool(h, data); build it for a "
-                    "'graph.graph' dataset"
-                )
-            h = pool(h, data)
+        if h.shape[0] != g:
+            raise ValueError(
+                f"{NAME} needs one row per graph, but the encoder's embedding face returned "
+                f"{h.shape[0]} rows for {g} graphs; build the encoder for a 'graph.graph' "
+                "dataset, so that it pools per graph"
+            )
         return h
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -368,4 +353,4 @@ class DSLA(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> DSLA:
     """``graph.dsla`` factory; ``options`` are :class:`DSLAConfig` fields."""
-    return DSLA(encoder, dataset, config_from_options(DSLAConfig, options, NAME))
+    return DSLA(encoder, dataset, parse_options(DSLAConfig, options, NAME))

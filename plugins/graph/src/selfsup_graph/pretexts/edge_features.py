@@ -67,7 +67,11 @@ randomness after the k-means at build time (set the encoder's ``dropout`` > 0
 for the paper's 0.4, drawn from torch's global generator like every GNN layer's).
 
 The encoder factory :func:`build_encoder` (``graph.edge_gat``) lives here too,
-since the pretext needs its edge encoder; it takes only node-level datasets.
+since the pretext needs its edge encoder; it takes only node-level datasets. The
+pretext trains the plugin's own face ``graph.learned_edges``, which only
+``graph.edge_gat`` offers (see :class:`EdgeFeatureGAT`), so ``selfsup bench``
+trains it on that encoder whatever the benchmark's encoder, and ``selfsup run``
+with another encoder is refused before anything is built, naming ``graph.edge_gat``.
 """
 
 from __future__ import annotations
@@ -81,11 +85,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    GRAPH_NODE,
+    PretextTask,
+    SSLDataset,
+    Tokens,
+    non_negative,
+    non_negative_int,
+    option,
+    parse_options,
+)
+
+from ..encoders import node_tokens
 
 NAME = "graph.edge_features"
 ENCODER_NAME = "graph.edge_gat"
+#: the plugin's own face that graph.edge_gat offers and graph.edge_features trains
+LEARNED_EDGES = "graph.learned_edges"
 
 
 # -- edge features --------------------------------------------------------------------
@@ -180,10 +196,19 @@ class EdgeFeatureGAT(nn.Module):
     the range-scaled Forman curvature. ``node_states(data)`` runs ``n_layers``
     ``GATConv`` layers that read those features in their attention scores
     (``heads`` heads, concatenated in hidden layers and averaged in the last, ELU
-    between layers as in GAT and the paper); ``forward(data)`` returns the node
-    rows ``[N, embed_dim]``. An ``edge_attr`` of the graph is not an input (the
-    edge features are learned), except that a positive scalar edge weight enters
-    the curvature, as the reference code's weighted kNN adjacency does.
+    between layers as in GAT and the paper). An ``edge_attr`` of the graph is not
+    an input (the edge features are learned), except that a positive scalar edge
+    weight enters the curvature, as the reference code's weighted kNN adjacency does.
+
+    Faces (``graph.edge_gat``: ``("embedding", "tokens", "graph.learned_edges")``):
+    ``embed(data)`` (also ``forward``) is the node rows ``[N, embed_dim]`` (the
+    nodes are the samples of a ``graph.node`` dataset); ``tokens(data)`` the same
+    rows as :class:`selfsup.api.Tokens` ``[1, N, embed_dim]``; the plugin's own
+    ``graph.learned_edges`` face, which :class:`EdgeFeaturePretext` trains, is
+    :attr:`edge_encoder` (an :class:`AttentionEdgeEncoder`),
+    :meth:`assemble_edge_features` and :meth:`node_states` with its ``edge_attr``
+    override. Before selfsup 0.2 the pretext named this encoder
+    (``PretextSpec(encoders=...)``) and checked its class; the face replaces both.
     """
 
     def __init__(
@@ -255,8 +280,16 @@ class EdgeFeatureGAT(nn.Module):
                 x = self.act(x)
         return x
 
-    def forward(self, data: Any) -> torch.Tensor:
+    def embed(self, data: Any) -> torch.Tensor:
+        """The ``embedding`` face: node rows ``[N, embed_dim]``."""
         return self.node_states(data)
+
+    def tokens(self, data: Any) -> Tokens:
+        """The ``tokens`` face: the node rows as one graph's tokens ``[1, N, embed_dim]``."""
+        return node_tokens(self.node_states(data), data)
+
+    def forward(self, data: Any) -> torch.Tensor:
+        return self.embed(data)
 
 
 def _check_encoder_options(
@@ -316,7 +349,7 @@ def build_encoder(
     ``attention_dim=8`` their per-head width; ``heads``, widths and depth as
     ``graph.gat``.
     """
-    if dataset.modality != "graph.node":
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{ENCODER_NAME} embeds the nodes of one graph; dataset "
             f"{dataset.name!r} has modality {dataset.modality!r}, not 'graph.node'"
@@ -337,34 +370,31 @@ def build_encoder(
 # -- the pretext ----------------------------------------------------------------------
 
 
+def _at_least_two(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+    return None if ok else "be an int >= 2"
+
+
+def _int(value: Any) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) else "be an int"
+
+
 @dataclass(frozen=True)
 class EdgeFeaturesConfig:
     """Options of :func:`build` (``graph.edge_features``)."""
 
-    #: k-means clusters of the diffused node features: the auxiliary task's pseudo-labels
-    n_clusters: int = 10
-    #: diffusion steps ``h <- D^-1 (A + I) h`` of the node features before k-means
-    smoothing_steps: int = 2
-    #: weight of the GAT's own pseudo-label loss (0: train the edge encoder only)
-    node_weight: float = 1.0
-    #: seed of the k-means that draws the pseudo-labels
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        n = self.n_clusters
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise ValueError(f"{NAME}: option n_clusters must be an integer >= 2, got {n!r}")
-        k = self.smoothing_steps
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(
-                f"{NAME}: option smoothing_steps must be an integer >= 0 (0: raw features), "
-                f"got {k!r}"
-            )
-        w = self.node_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-            raise ValueError(f"{NAME}: option node_weight must be a number >= 0, got {w!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"{NAME}: option seed must be an integer, got {self.seed!r}")
+    n_clusters: int = option(
+        10, _at_least_two,
+        "k-means clusters of the diffused node features: the auxiliary task's pseudo-labels",
+    )
+    smoothing_steps: int = option(
+        2, non_negative_int,
+        "diffusion steps h <- D^-1 (A + I) h of the node features before k-means (0: raw)",
+    )
+    node_weight: float = option(
+        1.0, non_negative, "weight of the GAT's own pseudo-label loss (0: the edge encoder only)"
+    )
+    seed: int = option(0, _int, "seed of the k-means that draws the pseudo-labels")
 
 
 def diffuse_features(x: torch.Tensor, edge_index: torch.Tensor, steps: int) -> torch.Tensor:
@@ -408,15 +438,13 @@ class EdgeFeaturePretext(nn.Module, PretextTask):
     and ``embedding`` (the encoder's node rows, detached). The generator is unused.
     """
 
-    def __init__(
-        self, encoder: EdgeFeatureGAT, dataset: SSLDataset, config: EdgeFeaturesConfig
-    ) -> None:
+    def __init__(self, encoder: Any, dataset: SSLDataset, config: EdgeFeaturesConfig) -> None:
         super().__init__()
         from torch_geometric.nn import GATConv
 
         self.encoder = encoder
         self.config = config
-        graph = dataset.collate(list(dataset.pretrain_set()))  # type: ignore[arg-type]
+        graph = dataset.collate(list(dataset.pretrain_set()))  # type: ignore[call-overload]
         self.register_buffer("pseudo_labels", make_pseudo_labels(graph, config))
         edges = encoder.edge_encoder
         # The auxiliary GAT's output layer, as in the reference: as many heads as
@@ -452,14 +480,8 @@ class EdgeFeaturePretext(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> EdgeFeaturePretext:
     """``graph.edge_features`` factory; ``options`` are :class:`EdgeFeaturesConfig` fields."""
-    config = config_from_options(EdgeFeaturesConfig, options, NAME)
-    if not isinstance(encoder, EdgeFeatureGAT):
-        raise TypeError(
-            f"{NAME} trains the edge encoder of an EdgeFeatureGAT, got "
-            f"{type(encoder).__name__}; use the encoder {ENCODER_NAME!r} "
-            f"(--encoder {ENCODER_NAME})"
-        )
-    if dataset.modality != "graph.node":
+    config = parse_options(EdgeFeaturesConfig, options, NAME)
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{NAME} needs a node-level graph dataset; dataset {dataset.name!r} "
             f"has modality {dataset.modality!r}"

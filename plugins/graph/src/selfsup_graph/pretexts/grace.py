@@ -25,6 +25,10 @@ That is exactly SimCLR's NT-Xent on the ``2N`` projected rows (every row but the
 anchor itself is in the denominator), so core's :class:`~selfsup.objectives.simclr.NTXentLoss`
 computes it. The exported encoder output is ``H1`` (before the head).
 
+The task trains the encoder's ``tokens`` face (``PretextSpec(face="tokens")``): the
+node states are ``encoder.tokens(graph).flat()``, the same values and gradients as
+the ``encoder.node_states(graph)`` that selfsup 0.1 called.
+
 The loss costs ``O(N^2)`` memory; ``max_nodes`` (default: every node) computes it
 on a random subset of that many nodes per step, drawn with the trainer's
 generator, for graphs too large for a full ``2N x 2N`` similarity matrix.
@@ -38,47 +42,43 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import (
-    check_positive,
-    check_positive_int,
-    config_from_options,
+from selfsup.api import (
+    GRAPH_NODE,
+    NTXentLoss,
+    PretextTask,
+    SSLDataset,
     encoder_dim,
+    option,
+    optional,
+    parse_options,
+    positive,
+    positive_int,
     two_views,
 )
-from selfsup.objectives.simclr import NTXentLoss
 
 NAME = "graph.grace"
+
+
+def _at_least_two(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+    return None if ok else "be an int >= 2 (a node needs at least one negative)"
 
 
 @dataclass(frozen=True)
 class GRACEConfig:
     """Options of :func:`build` (``graph.grace``).
 
-    ``proj_dim``: hidden and output width of the projection head.
-    ``temperature``: ``tau`` of the loss; the paper tunes it per dataset (the
-    authors' configs range from 0.4 for Cora to 0.9 for CiteSeer); 0.5 is a
-    middle value.
-    ``max_nodes``: compute the loss on at most this many randomly drawn nodes per
-    step (both views, the same nodes); None uses every node.
+    ``temperature``: the paper tunes it per dataset (the authors' configs range
+    from 0.4 for Cora to 0.9 for CiteSeer); 0.5 is a middle value.
     """
 
-    proj_dim: int = 64
-    temperature: float = 0.5
-    max_nodes: int | None = None
-
-    def __post_init__(self) -> None:
-        check_positive_int("GRACEConfig", "proj_dim", self.proj_dim)
-        check_positive("GRACEConfig", "temperature", self.temperature)
-        if self.max_nodes is not None and (
-            isinstance(self.max_nodes, bool)
-            or not isinstance(self.max_nodes, int)
-            or self.max_nodes < 2
-        ):
-            raise ValueError(
-                f"GRACEConfig.max_nodes must be an int >= 2 (a node needs at least one "
-                f"negative) or None for every node, got {self.max_nodes!r}"
-            )
+    proj_dim: int = option(64, positive_int, "hidden and output width of the projection head")
+    temperature: float = option(0.5, positive, "tau of the loss")
+    max_nodes: int | None = option(
+        None, optional(_at_least_two),
+        "compute the loss on at most this many random nodes per step (both views, the "
+        "same nodes); None: every node",
+    )
 
 
 def grace_projector(in_dim: int, proj_dim: int) -> nn.Sequential:
@@ -86,17 +86,12 @@ def grace_projector(in_dim: int, proj_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, proj_dim), nn.ELU(), nn.Linear(proj_dim, proj_dim))
 
 
-def _check_inputs(encoder: nn.Module, dataset: SSLDataset) -> None:
-    if dataset.modality != "graph.node":
+def _check_inputs(dataset: SSLDataset) -> None:
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{NAME} contrasts the nodes of one graph: it needs a 'graph.node' dataset, but "
             f"{dataset.name!r} has modality {dataset.modality!r}; for a set of graphs use "
             "graph.graphcl or graph.graphmae"
-        )
-    if not callable(getattr(encoder, "node_states", None)):
-        raise TypeError(
-            f"{NAME} needs a GNN encoder with node_states(data) -> [num_nodes, D] "
-            f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
         )
 
 
@@ -109,7 +104,7 @@ class GRACE(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: GRACEConfig) -> None:
         super().__init__()
-        _check_inputs(encoder, dataset)
+        _check_inputs(dataset)
         self.encoder = encoder
         self.dataset = dataset
         self.config = config
@@ -117,8 +112,8 @@ class GRACE(nn.Module, PretextTask):
         self.criterion = NTXentLoss(config.temperature)
 
     def node_states(self, data: Any) -> torch.Tensor:
-        """The encoder's node states ``[num_nodes, D]`` (its ``node_states``, checked at build)."""
-        return self.encoder.node_states(data)  # type: ignore[operator,no-any-return]
+        """The encoder's node states ``[num_nodes, D]``: its ``tokens`` face, flattened."""
+        return self.encoder.tokens(data).flat()  # type: ignore[no-any-return]
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         v1, v2 = two_views(self.dataset, batch, generator)
@@ -143,4 +138,4 @@ class GRACE(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> GRACE:
     """``graph.grace`` factory; ``options`` are :class:`GRACEConfig` fields."""
-    return GRACE(encoder, dataset, config_from_options(GRACEConfig, options, NAME))
+    return GRACE(encoder, dataset, parse_options(GRACEConfig, options, NAME))

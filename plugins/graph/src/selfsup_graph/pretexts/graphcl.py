@@ -20,7 +20,8 @@ in the denominator; the anchors are the first view's graphs. Because the
 positive is left out of the denominator the loss is not bounded below by 0 (it
 can be negative once positives beat every negative). The exported encoder output
 is ``h`` of view 1 (before the head). Under DDP the projections are gathered, so
-the negatives come from the global batch.
+the negatives come from the global batch. The task trains the encoder's
+``embedding`` face, ``encoder.embed(view)``: one pooled row per graph.
 """
 
 from __future__ import annotations
@@ -32,15 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.distributed import gather_with_grad
-from selfsup.objectives.projection import (
+from selfsup.api import (
+    GRAPH_GRAPH,
+    PretextTask,
+    SSLDataset,
     check_embeddings,
-    check_positive,
-    check_positive_int,
-    config_from_options,
     encoder_dim,
+    gather_with_grad,
     mlp_head,
+    option,
+    parse_options,
+    positive,
+    positive_int,
     two_views,
 )
 
@@ -49,18 +53,12 @@ NAME = "graph.graphcl"
 
 @dataclass(frozen=True)
 class GraphCLConfig:
-    """Options of :func:`build` (``graph.graphcl``).
+    """Options of :func:`build` (``graph.graphcl``)."""
 
-    ``proj_dim``: hidden and output width of the projection head.
-    ``temperature``: ``tau``; 0.2 is the value of the authors' unsupervised TU code.
-    """
-
-    proj_dim: int = 64
-    temperature: float = 0.2
-
-    def __post_init__(self) -> None:
-        check_positive_int("GraphCLConfig", "proj_dim", self.proj_dim)
-        check_positive("GraphCLConfig", "temperature", self.temperature)
+    proj_dim: int = option(64, positive_int, "hidden and output width of the projection head")
+    temperature: float = option(
+        0.2, positive, "tau; 0.2 is the value of the authors' unsupervised TU code"
+    )
 
 
 def graphcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -82,18 +80,12 @@ def graphcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torc
     return (negatives - positive).mean()
 
 
-def _check_inputs(encoder: nn.Module, dataset: SSLDataset) -> None:
-    if dataset.modality != "graph.graph":
+def _check_inputs(dataset: SSLDataset) -> None:
+    if dataset.modality != GRAPH_GRAPH:
         raise ValueError(
             f"{NAME} contrasts whole graphs: it needs a 'graph.graph' dataset, but "
             f"{dataset.name!r} has modality {dataset.modality!r}; for the nodes of one "
             "graph use graph.grace"
-        )
-    level = getattr(encoder, "level", "graph")
-    if level != "graph":
-        raise ValueError(
-            f"{NAME} needs one embedding per graph, but the encoder was built with "
-            f"level={level!r}; build it for the graph.graph dataset so that it pools per graph"
         )
 
 
@@ -107,7 +99,7 @@ class GraphCL(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: GraphCLConfig) -> None:
         super().__init__()
-        _check_inputs(encoder, dataset)
+        _check_inputs(dataset)
         self.encoder = encoder
         self.dataset = dataset
         self.config = config
@@ -115,12 +107,13 @@ class GraphCL(nn.Module, PretextTask):
         self.projector = mlp_head(dim, config.proj_dim, config.proj_dim, n_layers=2, norm="none")
 
     def _embed(self, view: Any) -> torch.Tensor:
-        h: torch.Tensor = self.encoder(view)
+        h: torch.Tensor = self.encoder.embed(view)
         graphs = getattr(view, "num_graphs", 1)
         if h.ndim != 2 or h.shape[0] != graphs:
             raise ValueError(
-                f"{NAME}: the encoder returned {tuple(h.shape)} for a batch of {graphs} "
-                "graphs; it must pool to one row per graph ([num_graphs, D])"
+                f"{NAME}: the encoder's embedding face returned {tuple(h.shape)} for a batch "
+                f"of {graphs} graphs; it must pool to one row per graph ([num_graphs, D]); "
+                "build the encoder for the graph.graph dataset"
             )
         return h
 
@@ -135,4 +128,4 @@ class GraphCL(nn.Module, PretextTask):
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> GraphCL:
     """``graph.graphcl`` factory; ``options`` are :class:`GraphCLConfig` fields."""
-    return GraphCL(encoder, dataset, config_from_options(GraphCLConfig, options, NAME))
+    return GraphCL(encoder, dataset, parse_options(GraphCLConfig, options, NAME))

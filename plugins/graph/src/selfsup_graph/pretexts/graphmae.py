@@ -8,8 +8,8 @@ For node features ``X [N, F]`` (one graph, or every node of a batch of graphs):
 1. a random ``mask_rate`` share of the nodes, ``M`` (``|M| = int(mask_rate * N)``,
    at least one), drawn with the trainer's generator, have their features
    replaced by a learnable ``[MASK]`` token ``x_M [F]`` (§3.2);
-2. the encoder gives node states ``H [N, D]`` of the masked graph
-   (``encoder.node_states``, so graph-level encoders work too);
+2. the encoder gives node states ``H [N, D]`` of the masked graph (its ``tokens``
+   face, ``encoder.tokens(masked).flat()``, so graph-level encoders work too);
 3. a linear map ``[D] -> [D]`` (no bias, as in the authors' code) gives the
    decoder input, whose rows of ``M`` are *re-masked* to zeros (the ``[DMASK]``
    token of §3.3), so that a masked node must be reconstructed from its
@@ -24,7 +24,14 @@ For node features ``X [N, F]`` (one graph, or every node of a batch of graphs):
 
 The exported encoder output is the encoder's output on the masked graph: node
 rows ``H`` on a ``graph.node`` dataset, ``H`` pooled per graph on a
-``graph.graph`` one. The authors' random-substitution variant (``replace_rate``,
+``graph.graph`` one. The task trains the ``tokens`` face; the pooled rows it logs
+on a ``graph.graph`` dataset (collapse diagnostics only, detached) are the
+encoder's ``embedding`` face of the masked graph, ``encoder.embed(masked)`` run a
+second time without gradients: before selfsup 0.2 it pooled ``H`` with the
+encoder's ``pool(h, data)``, which is no longer part of the encoder's contract.
+The values are the same; the extra forward costs a little time, and with encoder
+dropout > 0 it draws other dropout masks (the loss is unaffected by them, but the
+global random stream moves on). The authors' random-substitution variant (``replace_rate``,
 replacing a few masked nodes by other nodes' features) is not implemented.
 """
 
@@ -38,43 +45,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import check_choice, config_from_options, encoder_dim
+from selfsup.api import (
+    GRAPH_GRAPH,
+    GRAPH_NODE,
+    PretextTask,
+    SSLDataset,
+    encoder_dim,
+    one_of,
+    open_unit,
+    option,
+    parse_options,
+)
 
 NAME = "graph.graphmae"
 DECODERS: tuple[str, ...] = ("gat", "gcn")
 
 
+def _at_least_one(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
+    return None if ok else "be a number >= 1 (1 is the plain cosine error)"
+
+
 @dataclass(frozen=True)
 class GraphMAEConfig:
-    """Options of :func:`build` (``graph.graphmae``).
+    """Options of :func:`build` (``graph.graphmae``)."""
 
-    ``mask_rate``: share of the nodes masked per step, in (0, 1); the paper tunes
-    it per dataset, 0.5 being a common choice.
-    ``alpha``: exponent ``gamma`` of the scaled cosine error, >= 1; the paper
-    tunes it per dataset between 1 and 3.
-    ``decoder``: the single decoder layer, ``"gat"`` (the paper's, one head) or
-    ``"gcn"``.
-    """
-
-    mask_rate: float = 0.5
-    alpha: float = 2.0
-    decoder: Literal["gat", "gcn"] = "gat"
-
-    def __post_init__(self) -> None:
-        rate = self.mask_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
-            raise ValueError(
-                f"GraphMAEConfig.mask_rate must be a share of the nodes in (0, 1), got "
-                f"{rate!r}; the paper uses 0.5"
-            )
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not a >= 1:
-            raise ValueError(
-                f"GraphMAEConfig.alpha must be a number >= 1 (the scaled cosine error's "
-                f"exponent; 1 is the plain cosine error), got {a!r}"
-            )
-        check_choice("GraphMAEConfig", "decoder", self.decoder, DECODERS)
+    mask_rate: float = option(
+        0.5, open_unit, "share of the nodes masked per step; the paper tunes it, 0.5 is common"
+    )
+    alpha: float = option(
+        2.0, _at_least_one,
+        "exponent gamma of the scaled cosine error; the paper tunes it between 1 and 3",
+    )
+    decoder: Literal["gat", "gcn"] = option(
+        "gat", one_of(*DECODERS), "the single decoder layer: 'gat' (the paper's, one head) or 'gcn'"
+    )
 
 
 def sce_loss(recon: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -109,32 +114,14 @@ def _decoder(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     return GCNConv(in_dim, out_dim)
 
 
-def _check_inputs(encoder: nn.Module, dataset: SSLDataset) -> int:
-    """Validate the pair and return the feature width ``F``."""
-    if dataset.modality not in ("graph.node", "graph.graph"):
+def _feature_width(dataset: SSLDataset) -> int:
+    """The node feature width ``F`` of the dataset's graphs (after checking the modality)."""
+    if dataset.modality not in (GRAPH_NODE, GRAPH_GRAPH):
         raise ValueError(
             f"{NAME} reconstructs node features of graphs: it needs a 'graph.node' or "
             f"'graph.graph' dataset, but {dataset.name!r} has modality {dataset.modality!r}"
         )
-    if not callable(getattr(encoder, "node_states", None)):
-        raise TypeError(
-            f"{NAME} needs a GNN encoder with node_states(data) -> [num_nodes, D] "
-            f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
-        )
-    if dataset.modality == "graph.graph" and not callable(getattr(encoder, "pool", None)):
-        raise TypeError(
-            f"{NAME} on a graph.graph dataset needs an encoder with pool(h, data) -> "
-            f"[num_graphs, D] for its per-graph embedding; {type(encoder).__name__} has none"
-        )
-    width = getattr(encoder, "in_dim", None)
-    if width is None:
-        width = getattr(dataset, "num_features", None)
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise TypeError(
-            f"{NAME} needs the node feature width: give the encoder an int attribute "
-            f"'in_dim' (or the dataset 'num_features'), got {width!r}"
-        )
-    return width
+    return int(dataset.pretrain_set()[0].x.shape[1])  # type: ignore[index]
 
 
 class GraphMAE(nn.Module, PretextTask):
@@ -148,10 +135,10 @@ class GraphMAE(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: GraphMAEConfig) -> None:
         super().__init__()
-        self.in_dim = _check_inputs(encoder, dataset)
+        self.in_dim = _feature_width(dataset)
         self.encoder = encoder
         self.config = config
-        self.node_level = dataset.modality == "graph.node"
+        self.node_level = dataset.modality == GRAPH_NODE
         dim = encoder_dim(encoder, NAME)
         # zeros, as in the authors' code: masking starts as feature dropout
         self.mask_token = nn.Parameter(torch.zeros(1, self.in_dim))
@@ -159,8 +146,8 @@ class GraphMAE(nn.Module, PretextTask):
         self.decoder = _decoder(config.decoder, dim, self.in_dim)
 
     def node_states(self, data: Any) -> torch.Tensor:
-        """The encoder's node states ``[num_nodes, D]`` (its ``node_states``, checked at build)."""
-        return self.encoder.node_states(data)  # type: ignore[operator,no-any-return]
+        """The encoder's node states ``[num_nodes, D]``: its ``tokens`` face, flattened."""
+        return self.encoder.tokens(data).flat()  # type: ignore[no-any-return]
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         x = batch.x
@@ -178,10 +165,14 @@ class GraphMAE(nn.Module, PretextTask):
         code = self.encoder_to_decoder(h).masked_fill(mask[:, None], 0.0)
         recon = self.decoder(code, batch.edge_index)
         loss = sce_loss(recon[mask], x[mask], self.config.alpha)
-        embedding = h if self.node_level else self.encoder.pool(h, masked)  # type: ignore[operator]
-        return {"loss": loss, "embedding": embedding.detach()}
+        if self.node_level:
+            embedding = h.detach()
+        else:  # the per-graph rows, for the collapse diagnostics only (see the module doc)
+            with torch.no_grad():
+                embedding = self.encoder.embed(masked)
+        return {"loss": loss, "embedding": embedding}
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> GraphMAE:
     """``graph.graphmae`` factory; ``options`` are :class:`GraphMAEConfig` fields."""
-    return GraphMAE(encoder, dataset, config_from_options(GraphMAEConfig, options, NAME))
+    return GraphMAE(encoder, dataset, parse_options(GraphMAEConfig, options, NAME))

@@ -14,48 +14,68 @@ paper's mix of pretexts); each is built with its own default options on the
 shared encoder. ``normalization``: how task gradients are scaled before solving
 (Sener and Koltun's ``"loss+"`` by default). Each step logs every task's loss
 and MGDA weight (``loss/<task>``, ``weight/<task>``).
+
+Faces: ParetoGNN declares the ``tokens`` face, the one its default tasks train,
+and every task it combines must train that face too (the runner checks only
+ParetoGNN's own face against the encoder). Before selfsup 0.2 any task of the
+dataset's modality was accepted, e.g. ``core.barlow_twins`` (``embedding``) beside
+GRACE on a GCN; such a mix is now refused at build time, since nothing guarantees
+that the encoder offers a second face.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.mgda import NORMALIZATIONS, mgda_combine
-from selfsup.objectives.projection import config_from_options
+from selfsup.api import (
+    MGDA_NORMALIZATIONS,
+    TOKENS,
+    IncompatibleError,
+    PretextTask,
+    SSLDataset,
+    get_registry,
+    mgda_combine,
+    one_of,
+    option,
+    parse_options,
+)
 
 NAME = "graph.paretognn"
+
+
+def _task_keys(value: Any) -> str | None:
+    tasks = (value,) if isinstance(value, str) else value
+    ok = (
+        isinstance(tasks, Sequence)
+        and all(isinstance(t, str) for t in tasks)
+        and len(tasks) >= 2
+        and len(set(tasks)) == len(tasks)
+        and NAME not in tasks
+    )
+    if ok:
+        return None
+    return (f"name at least two different pretexts, not {NAME} itself; e.g. "
+            "tasks=['graph.grace', 'graph.dgi']")
 
 
 @dataclass(frozen=True)
 class ParetoGNNConfig:
     """Options of :func:`build` (``graph.paretognn``)."""
 
-    tasks: Sequence[str] = field(
-        default_factory=lambda: ("graph.grace", "graph.dgi", "graph.graphmae")
+    tasks: Sequence[str] = option(
+        ("graph.grace", "graph.dgi", "graph.graphmae"), _task_keys,
+        "registered pretext keys, each built with its own defaults on the shared encoder; "
+        "each must train the tokens face",
     )
-    normalization: str = "loss+"
-
-    def __post_init__(self) -> None:
-        tasks = tuple(self.tasks) if not isinstance(self.tasks, str) else (self.tasks,)
-        object.__setattr__(self, "tasks", tasks)
-        if len(tasks) < 2 or len(set(tasks)) != len(tasks):
-            raise ValueError(
-                f"{NAME}.tasks must name at least two different pretexts, got "
-                f"{list(tasks)}; e.g. tasks=['graph.grace', 'graph.dgi']"
-            )
-        if NAME in tasks:
-            raise ValueError(f"{NAME}.tasks cannot contain {NAME} itself")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"{NAME}.normalization must be one of {list(NORMALIZATIONS)}, got "
-                f"{self.normalization!r}"
-            )
+    normalization: str = option(
+        "loss+", one_of(*MGDA_NORMALIZATIONS),
+        "how task gradients are scaled before the min-norm solve (Sener and Koltun's loss+)",
+    )
 
 
 class ParetoGNN(nn.Module, PretextTask):
@@ -63,8 +83,6 @@ class ParetoGNN(nn.Module, PretextTask):
 
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: ParetoGNNConfig) -> None:
         super().__init__()
-        from selfsup.plugins import get_registry
-
         registry = get_registry()
         self.encoder = encoder
         self.config = config
@@ -76,6 +94,13 @@ class ParetoGNN(nn.Module, PretextTask):
                 raise ValueError(
                     f"{NAME}: task {key!r} does not accept dataset "
                     f"{dataset.name!r} ({dataset.modality}); pick tasks that do"
+                )
+            if spec.face != TOKENS:  # the runner guaranteed the tokens face, and only it
+                fitting = [s.name for s in registry.specs("pretext") if s.face == TOKENS
+                           and s.accepts(dataset.modality) and s.name != NAME]
+                raise IncompatibleError(
+                    f"{NAME} trains the encoder's {TOKENS!r} face, and task {key!r} trains "
+                    f"{spec.face!r}; combine tasks that train {TOKENS!r}: {', '.join(fitting)}"
                 )
             tasks.append(spec.build(encoder, dataset))
         self.tasks = nn.ModuleList(tasks)
@@ -100,11 +125,9 @@ class ParetoGNN(nn.Module, PretextTask):
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         for task in self.tasks:
-            hook = getattr(task, "on_train_step_end", None)
-            if hook is not None:
-                hook(step, total_steps)
+            cast(PretextTask, task).on_train_step_end(step, total_steps)
 
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> ParetoGNN:
     """``graph.paretognn`` factory; ``options`` are :class:`ParetoGNNConfig` fields."""
-    return ParetoGNN(encoder, dataset, config_from_options(ParetoGNNConfig, options, NAME))
+    return ParetoGNN(encoder, dataset, parse_options(ParetoGNNConfig, options, NAME))

@@ -18,7 +18,9 @@ Learning Systems, 2023. The paper (and the authors' code, yueliu1999/SCGC):
 4. clusters come from k-means on ``(Z1 + Z2) / 2`` after training.
 
 **Adaptation.** In selfsup the exported module is the given GNN encoder, so it must
-be the one that learns. View 1 is ``Z1 = normalize(encoder.node_states(graph))``:
+be the one that learns. View 1 is ``Z1 = normalize(H)``, ``H`` the node states of the
+encoder's ``tokens`` face (``encoder.tokens(graph).flat()``; selfsup 0.1 called
+``encoder.node_states``, with the same values):
 the GNN's message passing on the raw graph takes the place of the paper's MLP on
 ``X~`` (both are low-pass filters of the features, and a GNN trained on ``X~``
 through an edgeless graph would be evaluated on an input it never saw). View 2 is
@@ -64,12 +66,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import (
-    check_non_negative,
-    check_positive,
-    config_from_options,
+from selfsup.api import (
+    GRAPH_NODE,
+    PretextTask,
+    SSLDataset,
     encoder_dim,
+    non_negative,
+    non_negative_int,
+    option,
+    parse_options,
+    positive,
 )
 
 if TYPE_CHECKING:
@@ -78,37 +84,27 @@ if TYPE_CHECKING:
 NAME = "graph.scgc"
 
 
+def _at_least_two(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+    return None if ok else "be an int >= 2"
+
+
 @dataclass(frozen=True)
 class SCGCConfig:
-    """Options of :func:`build` (``graph.scgc``).
+    """Options of :func:`build` (``graph.scgc``)."""
 
-    ``n_clusters``: soft-assignment clusters. ``temperature``: of the cosine kernel of
-    the assignments. ``smoothing_steps``: ``t``, powers of the low-pass filter applied
-    to the features (0: raw features). ``sigma``: std of view 2's Gaussian noise (the
-    paper's 0.01). ``cluster_weight``: weight of the DEC term ``L_cl`` (0: the
-    paper's loss alone; the centres then stay at their k-means initialisation).
-    """
-
-    n_clusters: int = 10
-    temperature: float = 0.5
-    smoothing_steps: int = 3
-    sigma: float = 0.01
-    cluster_weight: float = 0.1
-
-    def __post_init__(self) -> None:
-        owner = "SCGCConfig"
-        k = self.n_clusters
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise ValueError(f"{owner}.n_clusters must be an int >= 2, got {k!r}")
-        check_positive(owner, "temperature", self.temperature)
-        t = self.smoothing_steps
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(
-                f"{owner}.smoothing_steps must be an int >= 0 (the paper uses 3; 0 keeps the "
-                f"raw features), got {t!r}"
-            )
-        check_non_negative(owner, "sigma", self.sigma)
-        check_non_negative(owner, "cluster_weight", self.cluster_weight)
+    n_clusters: int = option(10, _at_least_two, "clusters of the soft assignments")
+    temperature: float = option(0.5, positive, "temperature of the assignments' cosine kernel")
+    smoothing_steps: int = option(
+        3, non_negative_int,
+        "t, powers of the low-pass filter applied to the features (the paper's 3; 0: raw)",
+    )
+    sigma: float = option(0.01, non_negative, "std of view 2's Gaussian noise (the paper's 0.01)")
+    cluster_weight: float = option(
+        0.1, non_negative,
+        "weight of the DEC term L_cl (0: the paper's loss alone; the centres then stay at "
+        "their k-means initialisation)",
+    )
 
 
 # -- precomputation -------------------------------------------------------------------------
@@ -180,11 +176,6 @@ class SCGC(nn.Module, PretextTask):
     def __init__(self, encoder: nn.Module, dataset: SSLDataset, config: SCGCConfig) -> None:
         super().__init__()
         data = _node_graph(dataset)
-        if not callable(getattr(encoder, "node_states", None)):
-            raise TypeError(
-                f"{NAME} needs a GNN encoder with node_states(data) -> [num_nodes, D] "
-                f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
-            )
         self.encoder = encoder
         self.config = config
         self.num_nodes = n = int(data.num_nodes)
@@ -216,7 +207,7 @@ class SCGC(nn.Module, PretextTask):
                 f"{self.num_nodes} nodes but got a batch with "
                 f"{getattr(batch, 'num_nodes', None)} nodes; train on the dataset's own graph"
             )
-        h = self.encoder.node_states(batch)  # type: ignore[operator]
+        h = self.encoder.tokens(batch).flat()
         return h, F.normalize(h, dim=1), F.normalize(self.view2(self.x_smooth), dim=1)
 
     @staticmethod
@@ -277,7 +268,7 @@ class SCGC(nn.Module, PretextTask):
 
 
 def _node_graph(dataset: SSLDataset) -> Data:
-    if dataset.modality != "graph.node":
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{NAME} clusters the nodes of one graph: it needs a 'graph.node' dataset, but "
             f"{dataset.name!r} has modality {dataset.modality!r}; for a set of graphs use a "
@@ -294,4 +285,4 @@ def _node_graph(dataset: SSLDataset) -> Data:
 
 def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> SCGC:
     """``graph.scgc`` factory; ``options`` are :class:`SCGCConfig` fields."""
-    return SCGC(encoder, dataset, config_from_options(SCGCConfig, options, NAME))
+    return SCGC(encoder, dataset, parse_options(SCGCConfig, options, NAME))

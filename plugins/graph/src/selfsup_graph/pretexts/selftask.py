@@ -13,7 +13,8 @@ head on ``|z_u - z_v|`` predicts the class with a cross entropy:
 
     L = 1/|S| sum_{(u, v) in S} CE(W |z_u - z_v| + b, C_uv),
 
-``z = encoder.node_states(graph)`` ``[N, D]``, ``W [max_distance, D]``. Every step
+``z = encoder.tokens(graph).flat()`` ``[N, D]`` (the encoder's ``tokens`` face; selfsup
+0.1 called ``encoder.node_states``, the same values), ``W [max_distance, D]``. Every step
 draws ``n_pairs`` pairs ``S`` with the trainer's generator, the same number from
 every non-empty class (the authors' code samples an equal number of pairs per
 class, since far pairs outnumber near ones by orders of magnitude).
@@ -35,8 +36,8 @@ clusters on the node features ``X [N, F]`` (scikit-learn, ``n_init=10``, seeded)
 gives every node a pseudo-label; a linear head on ``z`` predicts it with a cross
 entropy over all nodes. The pseudo-labels are fixed at build time.
 
-Both are node-level (``graph.node``: a batch is the whole graph) and need an
-encoder with ``node_states``; both return ``{"loss", "embedding", ...}`` with
+Both are node-level (``graph.node``: a batch is the whole graph) and train the
+encoder's ``tokens`` face; both return ``{"loss", "embedding", ...}`` with
 ``embedding`` the node states ``[N, D]``, detached, and a training accuracy to log.
 """
 
@@ -50,8 +51,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.components import PretextTask, SSLDataset
-from selfsup.objectives.projection import check_positive_int, config_from_options, encoder_dim
+from selfsup.api import (
+    GRAPH_NODE,
+    PretextTask,
+    SSLDataset,
+    encoder_dim,
+    non_negative_int,
+    option,
+    parse_options,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -70,7 +79,7 @@ _CHUNK_CELLS = 1 << 22  # anchors x nodes searched at once: bounds one BFS step'
 
 def _node_graph(dataset: SSLDataset, name: str) -> Data:
     """The one graph of a ``graph.node`` dataset (its pretraining set)."""
-    if dataset.modality != "graph.node":
+    if dataset.modality != GRAPH_NODE:
         raise ValueError(
             f"{name} is a node-level pretext: it needs a 'graph.node' dataset (one graph, "
             f"one row per node), but {dataset.name!r} has modality {dataset.modality!r}; "
@@ -85,14 +94,6 @@ def _node_graph(dataset: SSLDataset, name: str) -> Data:
     return pre[0]
 
 
-def _check_node_encoder(encoder: nn.Module, name: str) -> None:
-    if not callable(getattr(encoder, "node_states", None)):
-        raise TypeError(
-            f"{name} needs a GNN encoder with node_states(data) -> [num_nodes, D] "
-            f"(graph.gcn, graph.gat, graph.gin); {type(encoder).__name__} has no node_states"
-        )
-
-
 def _check_batch(batch: Any, num_nodes: int, name: str) -> None:
     n = getattr(batch, "num_nodes", None)
     if n != num_nodes:
@@ -103,9 +104,12 @@ def _check_batch(batch: Any, num_nodes: int, name: str) -> None:
         )
 
 
-def _check_seed(owner: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{owner}.seed must be an int >= 0, got {value!r}")
+def _int_at_least(low: int, why: str) -> Any:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return None if ok else f"be an int >= {low} ({why})"
+
+    return check
 
 
 # -- PairwiseDistance -----------------------------------------------------------------------
@@ -113,34 +117,22 @@ def _check_seed(owner: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class PairwiseDistanceConfig:
-    """Options of :func:`build_pairwise_distance` (``graph.pairwise_distance``).
+    """Options of :func:`build_pairwise_distance` (``graph.pairwise_distance``)."""
 
-    ``n_pairs``: node pairs drawn each step, split evenly over the non-empty classes.
-    ``max_distance``: distances ``1 .. max_distance - 1`` are classes of their own,
-    ``>= max_distance`` (and unreachable) the last one; 4 is the paper's setting.
-    ``max_anchors``: a graph with more nodes searches from this many seeded anchor
-    nodes only (every pair has an anchor as its first node). ``seed``: the anchor draw.
-    """
-
-    n_pairs: int = 4096
-    max_distance: int = 4
-    max_anchors: int = 4096
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        owner = "PairwiseDistanceConfig"
-        check_positive_int(owner, "n_pairs", self.n_pairs)
-        if (
-            isinstance(self.max_distance, bool)
-            or not isinstance(self.max_distance, int)
-            or self.max_distance < 2
-        ):
-            raise ValueError(
-                f"{owner}.max_distance must be an int >= 2 (classes 1, ..., max_distance - 1 "
-                f"and >= max_distance; the paper uses 4), got {self.max_distance!r}"
-            )
-        check_positive_int(owner, "max_anchors", self.max_anchors)
-        _check_seed(owner, self.seed)
+    n_pairs: int = option(
+        4096, positive_int, "node pairs drawn each step, split evenly over the non-empty classes"
+    )
+    max_distance: int = option(
+        4, _int_at_least(2, "classes 1, ..., max_distance - 1 and >= max_distance; the paper "
+                            "uses 4"),
+        "distances 1 .. max_distance - 1 are classes of their own, >= max_distance (and "
+        "unreachable) the last one",
+    )
+    max_anchors: int = option(
+        4096, positive_int,
+        "a graph with more nodes searches from this many seeded anchor nodes only",
+    )
+    seed: int = option(0, non_negative_int, "seed of the anchor draw")
 
 
 def _adjacency(edge_index: torch.Tensor, num_nodes: int) -> Any:
@@ -325,7 +317,6 @@ class PairwiseDistance(nn.Module, PretextTask):
     ) -> None:
         super().__init__()
         data = _node_graph(dataset, NAME_DISTANCE)
-        _check_node_encoder(encoder, NAME_DISTANCE)
         self.encoder = encoder
         self.config = config
         self.num_nodes = int(data.num_nodes)
@@ -340,7 +331,7 @@ class PairwiseDistance(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         _check_batch(batch, self.num_nodes, NAME_DISTANCE)
-        h = self.encoder.node_states(batch)  # type: ignore[operator]
+        h = self.encoder.tokens(batch).flat()
         pairs, labels = self.bins.sample(self.config.n_pairs, generator)
         pairs, labels = pairs.to(h.device), labels.to(h.device)
         logits = self.pair_logits(h, pairs)
@@ -354,7 +345,7 @@ def build_pairwise_distance(
 ) -> PairwiseDistance:
     """``graph.pairwise_distance`` factory; ``options`` are :class:`PairwiseDistanceConfig`
     fields."""
-    config = config_from_options(PairwiseDistanceConfig, options, NAME_DISTANCE)
+    config = parse_options(PairwiseDistanceConfig, options, NAME_DISTANCE)
     return PairwiseDistance(encoder, dataset, config)
 
 
@@ -363,27 +354,13 @@ def build_pairwise_distance(
 
 @dataclass(frozen=True)
 class NodeClusteringConfig:
-    """Options of :func:`build_node_clustering` (``graph.node_clustering``).
+    """Options of :func:`build_node_clustering` (``graph.node_clustering``)."""
 
-    ``n_clusters``: k-means clusters of the node features, the pseudo-label classes.
-    ``seed``: k-means' ``random_state``.
-    """
-
-    n_clusters: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        owner = "NodeClusteringConfig"
-        if (
-            isinstance(self.n_clusters, bool)
-            or not isinstance(self.n_clusters, int)
-            or self.n_clusters < 2
-        ):
-            raise ValueError(
-                f"{owner}.n_clusters must be an int >= 2 (the number of pseudo-label "
-                f"classes), got {self.n_clusters!r}"
-            )
-        _check_seed(owner, self.seed)
+    n_clusters: int = option(
+        10, _int_at_least(2, "the number of pseudo-label classes"),
+        "k-means clusters of the node features, the pseudo-label classes",
+    )
+    seed: int = option(0, non_negative_int, "k-means' random_state")
 
 
 def feature_clusters(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
@@ -422,7 +399,6 @@ class NodeClustering(nn.Module, PretextTask):
     ) -> None:
         super().__init__()
         data = _node_graph(dataset, NAME_CLUSTERING)
-        _check_node_encoder(encoder, NAME_CLUSTERING)
         self.encoder = encoder
         self.config = config
         self.num_nodes = int(data.num_nodes)
@@ -436,7 +412,7 @@ class NodeClustering(nn.Module, PretextTask):
 
     def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
         _check_batch(batch, self.num_nodes, NAME_CLUSTERING)
-        h = self.encoder.node_states(batch)  # type: ignore[operator]
+        h = self.encoder.tokens(batch).flat()
         logits = self.head(h)
         loss = F.cross_entropy(logits, self.pseudo_labels)
         accuracy = (logits.detach().argmax(dim=1) == self.pseudo_labels).float().mean()
@@ -447,5 +423,5 @@ def build_node_clustering(
     encoder: nn.Module, dataset: SSLDataset, **options: Any
 ) -> NodeClustering:
     """``graph.node_clustering`` factory; ``options`` are :class:`NodeClusteringConfig` fields."""
-    config = config_from_options(NodeClusteringConfig, options, NAME_CLUSTERING)
+    config = parse_options(NodeClusteringConfig, options, NAME_CLUSTERING)
     return NodeClustering(encoder, dataset, config)
