@@ -294,6 +294,26 @@ def test_linear_probe_on_informative_features_beats_chance_widely() -> None:
     assert metrics["linear_probe.n_train"] == 1000
 
 
+def multilabel_dataset(informative: bool) -> ArrayDataset:
+    """Five tags per sample, each a linear threshold of the features (or of noise)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(900, 16))
+    source = x if informative else rng.normal(size=x.shape)
+    y = (source @ rng.normal(size=(16, 5)) > 0.5).astype(np.int64)
+    return ArrayDataset(split_three(x, y, 500, 200), TaskSpec("multilabel", n_classes=5))
+
+
+def test_linear_probe_on_multilabel_targets_reports_mean_average_precision() -> None:
+    probe = linear_probe.build(**FAST_GRID, label_fractions=[1.0, 0.1])
+    good = probe(IdentityEncoder(16), multilabel_dataset(informative=True), ctx())
+    bad = probe(IdentityEncoder(16), multilabel_dataset(informative=False), ctx())
+    assert good["linear_probe.map"] > 0.9 and good["linear_probe.f1_macro"] > 0.8
+    # tags independent of the features: AP falls to about the tags' base rate
+    assert bad["linear_probe.map"] < 0.5
+    assert good["linear_probe.map@10%"] < good["linear_probe.map"]
+    assert good["linear_probe.n_train@10%"] == 50
+
+
 def test_linear_probe_on_uninformative_features_is_near_chance() -> None:
     metrics = linear_probe.build(**FAST_GRID)(IdentityEncoder(32), noise_dataset(), ctx())
     assert metrics["linear_probe.accuracy"] < 0.4  # chance is 0.25

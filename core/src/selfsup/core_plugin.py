@@ -97,8 +97,9 @@ _CLASSIFY_OR_REGRESS = ("classification", "regression")
 @hookimpl
 def register_evaluators(register: Register) -> None:
     for name, summary, kinds in (
-        ("linear_probe", "logistic / ridge regression on frozen embeddings, "
-         "regularisation chosen on validation", _CLASSIFY_OR_REGRESS),
+        ("linear_probe", "logistic / ridge / one-vs-rest logistic regression on frozen "
+         "embeddings, regularisation chosen on validation",
+         ("classification", "multilabel", "regression")),
         ("knn", "cosine k-nearest-neighbour classification on frozen embeddings",
          ("classification",)),
         ("kmeans", "k-means clustering of frozen embeddings, NMI and ARI against labels",

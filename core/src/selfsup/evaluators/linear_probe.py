@@ -20,7 +20,10 @@ Metric keys: ``linear_probe.accuracy`` and ``linear_probe.f1_macro``
 (classification), ``linear_probe.roc_auc`` (binary classification only: the
 area under the ROC curve of the chosen model's predicted probability of class 1,
 NaN when the test split holds one class), ``linear_probe.rmse``, ``linear_probe.mae`` and
-``linear_probe.r2`` (regression), each with ``"@10%"`` appended for a label
+``linear_probe.r2`` (regression), ``linear_probe.map`` (macro mean average
+precision over the labels with a positive test example) and ``linear_probe.f1_macro``
+at threshold 0.5 (multilabel: one logistic regression per label, C chosen by
+validation mAP, as audio tagging reports), each with ``"@10%"`` appended for a label
 fraction below 1, ``"_std"`` appended to that for the spread over seeds, and
 ``linear_probe.n_train<suffix>`` (training examples used; the same for every seed).
 """
@@ -99,7 +102,7 @@ def build(**options: Any) -> Evaluator:
 def linear_probe(
     encoder: nn.Module, dataset: SSLDataset, ctx: EvalContext, config: LinearProbeConfig
 ) -> dict[str, float]:
-    kind = require_task(dataset, NAME, ("classification", "regression"))
+    kind = require_task(dataset, NAME, ("classification", "multilabel", "regression"))
     seeds = require_seeds(ctx, NAME)
     embedded = embed_splits(encoder, dataset, ctx, ("train", "val", "test"))
     classify = kind == "classification"
@@ -116,11 +119,12 @@ def linear_probe(
         for fraction in config.label_fractions:
             subset = train.take(stratified_subset(train.y, fraction, seed, stratify=classify))
             suffix = fraction_suffix(fraction)
-            metrics = (
-                _fit_classifier(subset, val, embedded["test"], config, binary=binary)
-                if classify
-                else _fit_regressor(subset, val, embedded["test"], config)
-            )
+            if classify:
+                metrics = _fit_classifier(subset, val, embedded["test"], config, binary=binary)
+            elif kind == "multilabel":
+                metrics = _fit_multilabel(subset, val, embedded["test"], config)
+            else:
+                metrics = _fit_regressor(subset, val, embedded["test"], config)
             results.update({f"{NAME}.{key}{suffix}": value for key, value in metrics.items()})
             n_train[f"{NAME}.n_train{suffix}"] = float(len(subset))
         per_seed.append(results)
@@ -165,6 +169,46 @@ def _fit_classifier(
         metrics["roc_auc"] = binary_roc_auc(y_test, best.predict_proba(z_test)[:, 1],
                                             positive=best.classes_[-1])
     return metrics
+
+
+def _fit_multilabel(
+    train: Embedded, val: Embedded, test: Embedded, config: LinearProbeConfig
+) -> dict[str, float]:
+    from sklearn.multiclass import OneVsRestClassifier
+
+    z_train, z_val, z_test = _standardised(train, val, test)
+    y_train, y_val, y_test = (np.asarray(part.y).astype(int) for part in (train, val, test))
+    if y_train.ndim != 2:
+        raise ValueError(f"{NAME}: multilabel targets must be [N, labels] 0/1 arrays, got shape "
+                         f"{y_train.shape}")
+    best, best_score = None, -np.inf
+    for c in config.c_grid:
+        model = OneVsRestClassifier(LogisticRegression(C=c, max_iter=config.max_iter))
+        with warnings.catch_warnings():
+            # a label absent from a small training subset is predicted as constant
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(z_train, y_train)
+        score = _mean_average_precision(y_val, model.predict_proba(z_val))
+        if score > best_score:  # strict: a tie keeps the earlier grid value
+            best, best_score = model, score
+    assert best is not None
+    proba = best.predict_proba(z_test)
+    return {
+        "map": _mean_average_precision(y_test, proba),
+        "f1_macro": float(f1_score(y_test, (proba >= 0.5).astype(int), average="macro",
+                                   zero_division=0)),
+    }
+
+
+def _mean_average_precision(y: np.ndarray, proba: np.ndarray) -> float:
+    """Macro average precision over the labels with at least one positive in ``y``."""
+    from sklearn.metrics import average_precision_score
+
+    present = y.sum(axis=0) > 0
+    if not present.any():
+        return float("nan")
+    return float(average_precision_score(y[:, present], proba[:, present], average="macro"))
 
 
 def binary_roc_auc(y: np.ndarray, score: np.ndarray, positive: Any = 1) -> float:
