@@ -144,3 +144,13 @@ def test_a_crashing_pretext_is_a_failure_and_a_non_applying_baseline_a_skip(
     assert [r.method for r in result.rows] == ["baseline:core.mean"]
     md = (tmp_path / "results.md").read_text()
     assert "Failed" in md and "boom in the pretext" in md and "nothing for it" in md
+
+
+def test_a_filter_naming_nothing_the_benchmark_runs_is_an_error(tmp_path: Path) -> None:
+    import pytest
+
+    from selfsup.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--baseline input: not run by the selected "
+                                          r"benchmark\(s\); they run core.input, "):
+        run_bench(tmp_path, benchmarks=["core.digits"], baselines=["input"], seeds=(0,))

@@ -147,12 +147,22 @@ class _ShapeChangingViews(_Vectors):
         return batch[:, :3] + torch.randn(batch[:, :3].shape, generator=generator)
 
 
-def test_kit_catches_views_that_change_the_batch_shape() -> None:
-    plugin = _plugin(_ShapeChangingViews, "selfsup.encoders.mlp:build")
+class _BatchDroppingViews(_Vectors):
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return batch[1:] + torch.randn(batch[1:].shape, generator=generator)
+
+
+def test_kit_catches_views_that_change_the_batch() -> None:
     with pytest.raises(ConformanceError, match=r"augment\(\) changes the batch: batch is "
                                                r"torch.float32 \(8, 6\), the view's is "
-                                               r"torch.float32 \(8, 3\)"):
-        check_plugin("bad", plugin=plugin)
+                                               r"torch.float32 \(7, 6\)"):
+        check_plugin("bad", plugin=_plugin(_BatchDroppingViews, "selfsup.encoders.mlp:build"))
+    # a view of another length passes the structure check (sequences pad to their own
+    # length) but not one training step of core's objectives through the encoder
+    with pytest.raises(ConformanceError, match=r"core.simclr: one training step with encoder "
+                                               r"MLPEncoder on dataset 'bad.vectors' raised "
+                                               r"ValueError: core.mlp expects \[B, 6\]"):
+        check_plugin("bad", plugin=_plugin(_ShapeChangingViews, "selfsup.encoders.mlp:build"))
 
 
 class _ViewsThatBreakTraining(_Vectors):

@@ -29,7 +29,7 @@ from typing import Any
 
 from selfsup.components import BaselineContext, BaselineSpec, BenchmarkSpec, PretextSpec
 from selfsup.config import Component, Experiment
-from selfsup.errors import IncompatibleError, NotApplicable
+from selfsup.errors import ConfigError, IncompatibleError, NotApplicable
 from selfsup.plugins import KNOWN_PLUGINS, Registry, get_registry
 
 
@@ -99,7 +99,16 @@ def run_bench(
     result = BenchResult()
     installed = {r.name for r in registry.reports if r.ok}
     result.missing_plugins = [d for n, d in KNOWN_PLUGINS.items() if n not in installed]
-    for spec in select_benchmarks(registry, benchmarks):
+    specs = select_benchmarks(registry, benchmarks)
+    for option, wanted, field_name in (("--pretext", pretexts, "pretexts"),
+                                       ("--baseline", baselines, "baselines"),
+                                       ("--evaluator", evaluators, "evaluators")):
+        offered = sorted({k for s in specs for k in getattr(s, field_name)})
+        unknown = [k for k in wanted or () if k not in offered]
+        if unknown:  # a filter that matches nothing would silently drop every row
+            raise ConfigError(f"{option} {', '.join(unknown)}: not run by the selected "
+                              f"benchmark(s); they run {', '.join(offered) or '(none)'}")
+    for spec in specs:
         _run_one(spec, out, registry, result, steps=steps, seeds=seeds, gpu=gpu,
                  pretexts=pretexts, baselines=baselines, evaluators=evaluators)
         write_results(result, out)  # after each benchmark, so a later failure loses nothing

@@ -377,8 +377,8 @@ class DatasetSpec(_Spec):
 
     def build(self, *args: Any, **options: Any) -> Any:
         opts = {**self.options, **options}
-        if self.views or "views" in options:
-            given = options.get("views", {})
+        if self.views or "views" in opts:
+            given = {**self.options.get("views", {}), **options.get("views", {})}
             if not isinstance(given, Mapping):
                 raise TypeError(f"{self.name}: views must be a table of view options, "
                                 f"got {given!r}")

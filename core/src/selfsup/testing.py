@@ -164,7 +164,12 @@ def check_pretext(spec: PretextSpec, encoder: Any, dataset: SSLDataset, **option
     if getattr(task, "encoder", None) is not encoder:
         _fail(spec.name, "the task must keep the encoder it was given as 'task.encoder'")
     task.train()
-    out = task(first_batch(dataset, n=16), torch.Generator().manual_seed(0))
+    try:
+        out = task(first_batch(dataset, n=16), torch.Generator().manual_seed(0))
+    except Exception as exc:  # name the pair: the traceback alone names neither
+        raise ConformanceError(
+            f"{spec.name}: one training step with encoder {type(encoder).__name__} on dataset "
+            f"{dataset.name!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(out, Mapping) or "loss" not in out:
         _fail(spec.name, "forward(batch, generator) must return a dict with 'loss'")
     loss = out["loss"]
@@ -292,13 +297,18 @@ def check_plugin(
 
 
 def _structure_mismatch(a: Any, b: Any, where: str = "batch") -> str | None:
-    """How ``b`` differs from ``a`` in structure, tensor dtypes or shapes, or None."""
+    """How ``b`` differs from ``a`` in structure, tensor dtypes, dimensions or batch size.
+
+    Lengths other than the batch may differ (a randomized SMILES pads to its own
+    length); whether the encoder copes with the view is what running core's
+    objectives through it then shows.
+    """
     import torch
 
     if isinstance(a, torch.Tensor):
         if not isinstance(b, torch.Tensor):
             return f"{where} is a tensor, the view's is {type(b).__name__}"
-        if a.shape != b.shape or a.dtype != b.dtype:
+        if a.dtype != b.dtype or a.ndim != b.ndim or (a.ndim and a.shape[0] != b.shape[0]):
             return (f"{where} is {a.dtype} {tuple(a.shape)}, the view's is "
                     f"{b.dtype} {tuple(b.shape)}")
         return None
