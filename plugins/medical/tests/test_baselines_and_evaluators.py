@@ -13,13 +13,13 @@ from skimage.metrics import (
 from skimage.restoration import denoise_tv_chambolle
 from torch import nn
 
-from selfsup.components import EvalContext, TaskSpec
+from selfsup.api import KSPACE, BaselineContext, EvalContext, Registry, TaskSpec
 from selfsup_medical import baselines as B
 from selfsup_medical.evaluators import restoration as R
 from selfsup_medical.evaluators import segmentation as S
 from selfsup_medical.images import ImageDataset
 from selfsup_medical.kspace import KSpaceDataset, simulate_scan
-from selfsup_medical.models import MedUNet
+from selfsup_medical.models import UNET_ENCODER_FACES, MedUNet
 
 SMALL = (8, 8, 16, 32, 64, 8)  # U-Net widths small enough for a CPU test
 
@@ -69,11 +69,13 @@ def kspace_dataset(size: int = 64) -> KSpaceDataset:
         return scan, img
 
     items = [item(s) for s in range(6)]
-    return KSpaceDataset(
+    ds = KSpaceDataset(
         "toy_mri",
         pretrain=[it[0] for it in items],
         labelled={"train": items[:2], "val": items[2:4], "test": items[4:]},
     )
+    ds.modality = KSPACE  # what the registry sets from a DatasetSpec
+    return ds
 
 
 def disks_dataset(n_train: int = 4, n_test: int = 6, size: int = 32) -> ImageDataset:
@@ -153,7 +155,7 @@ def test_identity_scores_the_degraded_input() -> None:
 
 def test_shape_mismatch_names_both_shapes_and_the_model() -> None:
     class Pooled(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def dense(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean((2, 3))
 
     with pytest.raises(ValueError, match=r"Pooled.*\(4, 1\).*\(4, 1, 32, 32\)"):
@@ -212,6 +214,26 @@ def test_strength_selection_needs_val() -> None:
         B.build_tv_denoise(no_val)
     with pytest.raises(ValueError, match="weight"):
         B.build_tv_denoise(ds, weight=0.0)
+
+
+def test_registered_baselines_build_from_their_specs() -> None:
+    reg = Registry(plugins=["medical"], strict=True)
+    reg.load()
+    images, kspace = denoising_dataset(), kspace_dataset(32)
+    context = BaselineContext(encoder_factory=nn.Identity, eval=EvalContext())
+    for key, ds in (
+        ("medical.identity", images),
+        ("medical.tv_denoise", images),
+        ("medical.zero_filled", kspace),
+    ):
+        spec = reg.get("baseline", key)
+        assert spec.faces == ("dense",) and spec.accepts(ds.modality)
+        module = spec.build(ds, context)
+        batch, _, _ = next(ds.labelled_batches("test", 2))
+        assert torch.equal(module(batch), module.dense(batch))  # forward is the dense face
+    tv = reg.get("baseline", "medical.tv_denoise").build(images, context)
+    assert tv.chosen == B.build_tv_denoise(images).chosen  # the spec adds no options
+    assert reg.get("baseline", "medical.tv_cs").options["iterations"] == 100
 
 
 # -- MRI baselines ------------------------------------------------------------------------
@@ -278,7 +300,7 @@ def test_mean_dice_matches_a_hand_computed_dice() -> None:
             super().__init__()
             self.i = 0
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def dense(self, x: torch.Tensor) -> torch.Tensor:
             out = []
             for _ in range(x.shape[0]):
                 seg = test[self.i][1].numpy() ^ flips[self.i]
@@ -292,14 +314,16 @@ def test_mean_dice_matches_a_hand_computed_dice() -> None:
             for (_, y), f in zip(test, flips)
         ]
     )
-    got = S.mean_dice(Fixed(), ds, "test", 2, batch_size=2, device=torch.device("cpu"))
+    got = S.mean_dice(
+        Fixed(), ds, "test", 2, batch_size=2, device=torch.device("cpu")  # type: ignore[arg-type]
+    )
     assert got == pytest.approx(expected, rel=1e-5)
 
 
 def test_dice_finetune_learns_disks_and_reports_scratch() -> None:
     torch.manual_seed(0)
     ds = disks_dataset()
-    model = MedUNet(2, 1, 2, features=SMALL, output="embedding")  # embedding face -> as_dense
+    model = MedUNet(2, 1, 2, features=SMALL, faces=UNET_ENCODER_FACES)  # embedding first
     ctx = EvalContext(seeds=(0,), encoder_factory=lambda: MedUNet(2, 1, 2, features=SMALL))
     before = [p.detach().clone() for p in model.parameters()]
     metrics = S.build(n_labelled=[2], epochs=15, lr=1e-2)(model, ds, ctx)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.cli import main
-from selfsup.testing import check_plugin
+from selfsup.api import Registry, check_plugin
+from selfsup.api import cli_main as main
 
 torch.set_num_threads(1)
 
@@ -23,11 +23,9 @@ TINY = {
 }
 SMALL_2D = {"features": [4, 4, 8, 8, 16, 4]}
 # Datasets that read user files (medical.fastmri, medical.volumes, medical.images)
-# need a root; test_readers.py builds them from files it writes. The classical
-# baselines have no parameters, so the kit's "loss reaches the encoder" check
-# cannot apply to them; test_baselines_and_evaluators.py checks them.
+# need a root; test_readers.py builds them from files it writes.
 USER_FILES = ("medical.fastmri", "medical.volumes", "medical.images")
-FIXED = (
+BASELINES = (
     "medical.zero_filled",
     "medical.tv_cs",
     "medical.identity",
@@ -45,15 +43,35 @@ def test_conformance() -> None:
             "medical.unet": SMALL_2D,
             "medical.unet_encoder": SMALL_2D,
             "medical.recon_unet": SMALL_2D,
+            "medical.score_unet": SMALL_2D,
         },
-        skip=USER_FILES + FIXED,
+        skip=USER_FILES,
     )
     assert {"medical.mri4x", "medical.ct_denoise", "medical.seg3d"} <= set(reg.keys("benchmark"))
+    assert set(BASELINES) == set(reg.keys("baseline")) - {
+        k for k in reg.keys("baseline") if k.startswith("core.")
+    }
+    assert all(reg.get("baseline", k).faces == ("dense",) for k in BASELINES)
+
+
+def test_pretexts_that_need_their_own_network_declare_its_face() -> None:
+    reg = Registry(plugins=["medical"], strict=True)
+    reg.load()
+    bench = reg.get("benchmark", "medical.ct_denoise")
+    for pretext, network in (
+        ("medical.cbsn", "medical.cbsn_net"),
+        ("medical.noise2score", "medical.score_unet"),
+        ("medical.filter2noise", "medical.agbf"),
+    ):
+        face = reg.get("pretext", pretext).face
+        offering = [e.name for e in reg.specs("encoder") if e.offers(face)]
+        assert offering == [network] and not reg.get("encoder", bench.encoder).offers(face)
+        assert reg.get("encoder", network).offers("dense")  # the restoration evaluator reads it
 
 
 def test_registering_imports_no_domain_library() -> None:
     code = (
-        "import sys; from selfsup.plugins import Registry; "
+        "import sys; from selfsup.api import Registry; "
         "r = Registry(plugins=['medical'], strict=True); r.load(); "
         "print(sorted(m for m in ('monai', 'nibabel', 'pydicom', 'h5py', 'skimage', 'torch') "
         "if m in sys.modules))"
@@ -62,7 +80,7 @@ def test_registering_imports_no_domain_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_a_restoration_pretext_refuses_an_embedding_encoder(
+def test_a_pretext_refuses_an_encoder_without_its_face(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
@@ -71,18 +89,18 @@ def test_a_restoration_pretext_refuses_an_embedding_encoder(
             "--dataset",
             "medical.ct_denoise",
             "--encoder",
-            "medical.unet_encoder",
+            "medical.unet",
             "--pretext",
-            "medical.blind_spot",
+            "medical.cbsn",
             "--run-dir",
             str(tmp_path / "run"),
         ]
     )
     assert code != 0
     err = capsys.readouterr().err
-    assert "gives embedding output" in err
-    fitting = [key.strip() for key in err.split("encoders that fit:")[1].split(",")]
-    assert "medical.unet" in fitting
+    assert "'medical.blind_spot_net' face" in err
+    fitting = [key.strip() for key in err.split("offer 'medical.blind_spot_net':")[1].split(",")]
+    assert fitting == ["medical.cbsn_net"]
 
 
 def test_selfsup_run_denoises_low_dose_ct(tmp_path: Path) -> None:

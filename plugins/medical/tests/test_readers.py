@@ -20,7 +20,7 @@ import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from selfsup.plugins import Registry
+from selfsup.api import Registry
 from selfsup_medical import io
 from selfsup_medical.datasets import folder
 from selfsup_medical.images import ImageDataError

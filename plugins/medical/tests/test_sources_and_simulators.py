@@ -322,7 +322,7 @@ def test_brain_tissue_rejects_bad_options() -> None:
 
 
 def test_a_classification_label_out_of_range_names_the_item() -> None:
-    from selfsup.components import TaskSpec
+    from selfsup.api import TaskSpec
     from selfsup_medical.images import ImageDataError, ImageDataset
 
     x = torch.rand(1, 32, 32, 32)
