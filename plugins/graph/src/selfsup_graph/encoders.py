@@ -208,3 +208,11 @@ def build_gat(dataset: SSLDataset, **options: Any) -> GNNEncoder:
 
 def build_gin(dataset: SSLDataset, **options: Any) -> GNNEncoder:
     return build(dataset, conv="gin", **options)
+
+
+def build_edge_gat(dataset: SSLDataset, **options: Any) -> nn.Module:
+    """``graph.edge_gat``: the GAT of self-supervised edge features, which lives with its
+    pretext in :mod:`selfsup_graph.pretexts.edge_features` (one file per paper)."""
+    from .pretexts.edge_features import build_encoder
+
+    return build_encoder(dataset, **options)

@@ -186,7 +186,9 @@ def register_encoders(register: Register) -> None:
     register(
         EncoderSpec(
             "graph.edge_gat",
-            "selfsup_graph.pretexts.edge_features:build_encoder",
+            # through encoders.py, so that `selfsup show` does not mistake the pretext's
+            # options (EdgeFeaturesConfig, in the same module) for the encoder's
+            "selfsup_graph.encoders:build_edge_gat",
             NODE,
             "GAT reading learned edge features (auxiliary-GAT attention + Forman curvature; "
             "Ravindra et al. 2021); pretrain it with graph.edge_features",
@@ -316,7 +318,7 @@ def register_pretext_tasks(register: Register) -> None:
             "selfsup_graph.pretexts.paretognn:build",
             NODE,
             "ParetoGNN (Ju et al., ICLR 2023): several graph pretexts at once, combined by "
-            "multiple-gradient descent (min-norm task weights, selfsup.mgda)",
+            "multiple-gradient descent (min-norm task weights, selfsup.api.mgda_combine)",
             options={
                 "tasks": ["graph.grace", "graph.dgi", "graph.graphmae"],
                 "normalization": "loss+",

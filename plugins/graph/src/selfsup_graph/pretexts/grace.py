@@ -22,7 +22,7 @@ and the objective is symmetric over the views (Eq. 2)::
     J = 1/(2N) sum_i [ l(u_i, v_i) + l(v_i, u_i) ]
 
 That is exactly SimCLR's NT-Xent on the ``2N`` projected rows (every row but the
-anchor itself is in the denominator), so core's :class:`~selfsup.objectives.simclr.NTXentLoss`
+anchor itself is in the denominator), so core's ``selfsup.api.NTXentLoss``
 computes it. The exported encoder output is ``H1`` (before the head).
 
 The task trains the encoder's ``tokens`` face (``PretextSpec(face="tokens")``): the

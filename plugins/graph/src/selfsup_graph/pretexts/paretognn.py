@@ -4,7 +4,7 @@ Ju, Fan, Chen, Wang, Liu, Chawla, "Multi-task Self-supervised Graph Neural
 Networks Enable Stronger Task Generalization", ICLR 2023. One encoder is shared
 by several pretext tasks, each with its own heads; every step the task losses
 are combined with the multiple-gradient-descent weights (the min-norm point of
-the task gradients on the shared parameters, :mod:`selfsup.mgda`), so the
+the task gradients on the shared parameters, ``selfsup.api.mgda_combine``), so the
 update does not favour one pretext at the others' expense and the encoder moves
 towards the Pareto front of the tasks.
 
