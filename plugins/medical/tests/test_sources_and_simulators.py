@@ -13,9 +13,11 @@ import pydicom
 import pytest
 import torch
 
+from selfsup.api import Registry
 from selfsup_medical import ct, sources
 from selfsup_medical.datasets import brain_tissue, mri, synthetic_seg
 from selfsup_medical.datasets import ct as ct_data
+from selfsup_medical.datasets.views import VIEW_DEFAULTS, ImageViews
 from selfsup_medical.evaluators.restoration import psnr
 
 SIZE = 32
@@ -177,6 +179,26 @@ def test_ct_dataset_pairs_share_units_and_order_by_dose() -> None:
         assert torch.equal(hi, hi2)  # the reference does not depend on the dose
         assert abs(float(torch.quantile(hi.flatten(), 0.999)) - 1.0) < 1e-3
         assert psnr(lo.numpy(), hi.numpy()) < psnr(lo2.numpy(), hi2.numpy())
+
+
+def test_image_datasets_declare_their_views_once() -> None:
+    reg = Registry(plugins=["medical"], strict=True)
+    reg.load()
+    image_datasets = [d for d in reg.specs("dataset") if d.modality in ("image2d", "volume3d")]
+    assert len(image_datasets) == 6
+    assert all(dict(d.views) == VIEW_DEFAULTS for d in image_datasets)
+    spec = reg.get("dataset", "medical.ct_denoise")
+    ds = spec.build(image_size=SIZE, angles=90, views={"crop": 1.0, "flip": 0.0})
+    assert ds.views == ImageViews(crop=1.0, flip=0.0)  # the rest keep their defaults
+    assert "90 angles" in ds.source
+    batch = torch.stack(ds.pretrain_set()[:2])
+    assert not torch.equal(ds.augment(batch, torch.Generator().manual_seed(0)), batch)
+    with pytest.raises(TypeError, match=r"unknown view option.*'zoom'"):
+        spec.build(image_size=SIZE, views={"zoom": 0.1})
+    with pytest.raises(ValueError, match=r"medical\.ct_denoise views: option crop must be in"):
+        spec.build(image_size=SIZE, views={"crop": 1.5})
+    with pytest.raises(ValueError, match="angles must be an integer >= 8"):
+        ct_data.build(image_size=SIZE, angles=4)
 
 
 # -- MRI dataset -----------------------------------------------------------------------------
