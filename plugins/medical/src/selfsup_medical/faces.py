@@ -4,8 +4,8 @@ A face names what a pretext task needs from the module it trains (see
 :class:`selfsup.api.EncoderSpec`). Three of this plugin's pretexts train one
 architecture each, through methods that only that architecture has; each of those
 architectures declares a face of its own, which the pretext declares in turn, so
-``selfsup bench`` trains the right network (``bench.pretext_encoder``) and
-``selfsup pretrain`` refuses any other. Each of these networks also offers
+``selfsup bench`` trains that network for the pretext whatever the benchmark's
+encoder, and ``selfsup pretrain`` refuses any other. Each of these networks also offers
 ``dense`` (its denoised image), which the restoration evaluator reads.
 
 No torch here: :mod:`selfsup_medical.plugin` imports these names to register.
