@@ -52,12 +52,12 @@ def main() -> None:
                        ("medical.filter2noise", "Filter2Noise")):
         model = load_exported(ct_dir / key, registry)[1].encoder.eval()
         with torch.no_grad():
-            row.append((title, model(x)[0, 0]))
+            row.append((title, model.dense(x)[0, 0]))
         if key == "medical.filter2noise":
             agbf = model
-    nlm = registry.get("encoder", "medical.nlm").build(ct)
+    nlm = registry.get("baseline", "medical.nlm").build(ct)
     with torch.no_grad():
-        row.append(("non-local means", nlm(x)[0, 0]))
+        row.append(("non-local means", nlm.dense(x)[0, 0]))
     row.append(("full-dose reference", clean[0]))
     panels.append(row)
 
@@ -70,16 +70,16 @@ def main() -> None:
     batch = mri.collate([scan])
     row = []
     for key, title in (("medical.zero_filled", "zero-filled (4x)"), ("medical.tv_cs", "TV-CS")):
-        model = registry.get("encoder", key).build(mri)
+        model = registry.get("baseline", key).build(mri)
         with torch.no_grad():
-            row.append((title, magnitude(model(batch))[0, 0]))
+            row.append((title, magnitude(model.dense(batch))[0, 0]))
     for folder, title in (("medical.mri4x", "Noise2Recon, 0 refs"),
                           ("medical.mri4x_semi", "Noise2Recon, 4 refs")):
         run = args.bench_dir / folder / "medical.noise2recon"
         if run.is_dir():
             model = load_exported(run, registry)[1].encoder.eval()
             with torch.no_grad():
-                row.append((title, magnitude(model(batch))[0, 0]))
+                row.append((title, magnitude(model.dense(batch))[0, 0]))
     row.append(("fully-sampled reference", target[0]))
     panels.append(row)
 
