@@ -154,3 +154,10 @@ def test_a_filter_naming_nothing_the_benchmark_runs_is_an_error(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"--baseline input: not run by the selected "
                                           r"benchmark\(s\); they run core.input, "):
         run_bench(tmp_path, benchmarks=["core.digits"], baselines=["input"], seeds=(0,))
+
+
+def test_bench_cli_can_run_baselines_alone(tmp_path: Path) -> None:
+    assert main(["bench", "--out", str(tmp_path), "--seeds", "0", "--pretext", "none",
+                 "--baseline", "core.input", "--evaluator", "core.knn"]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["baseline:core.input"]

@@ -92,7 +92,11 @@ def run_bench(
     baselines: Sequence[str] | None = None,
     evaluators: Sequence[str] | None = None,
 ) -> BenchResult:
-    """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``."""
+    """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``.
+
+    ``pretexts``, ``baselines``, ``evaluators``: only these (None: all the
+    benchmark's; an empty list of pretexts or baselines: none of them).
+    """
     registry = registry or get_registry()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,7 @@ def _run_one(
             _say(f"{spec.name}: FAILED {row}: {type(exc).__name__}: {exc}")
         return None
 
-    for key in pretexts or spec.pretexts:
+    for key in spec.pretexts if pretexts is None else pretexts:
         if key not in spec.pretexts:
             continue
         encoder = attempt(key, lambda k=key: pretext_encoder(spec, registry.get("pretext", k),
@@ -186,7 +190,7 @@ def _run_one(
 
     context = BaselineContext(encoder_factory=ctx.encoder_factory, eval=ctx,  # type: ignore[arg-type]
                               seed=ctx.seeds[0])
-    for key in baselines or spec.baselines:
+    for key in spec.baselines if baselines is None else baselines:
         if key not in spec.baselines:
             continue
         t0 = time.perf_counter()

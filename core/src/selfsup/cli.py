@@ -76,8 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     b.add_argument("--steps", type=int, help="override the training steps of every pretext")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds")
-    b.add_argument("--pretext", action="append", default=[], help="only these pretexts")
-    b.add_argument("--baseline", action="append", default=[], help="only these baselines")
+    b.add_argument("--pretext", action="append", default=[],
+                   help="only these pretexts ('none': no pretext, baselines only)")
+    b.add_argument("--baseline", action="append", default=[],
+                   help="only these baselines ('none': no baseline)")
     b.add_argument("--evaluator", action="append", default=[], help="only these evaluators")
     b.add_argument("--gpu", action="store_true", help="use the benchmarks' larger GPU setting")
     return p
@@ -260,14 +262,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection(keys: list[str]) -> list[str] | None:
+    """``--pretext``/``--baseline`` values: None for all, [] for 'none'."""
+    if keys == ["none"]:
+        return []
+    return keys or None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     reg = _registry(args)
     from selfsup.bench import markdown_table, run_bench
 
     result = run_bench(
         args.out, benchmarks=args.benchmark or None, registry=reg, steps=args.steps,
-        seeds=_seeds(args.seeds), gpu=args.gpu, pretexts=args.pretext or None,
-        baselines=args.baseline or None, evaluators=args.evaluator or None,
+        seeds=_seeds(args.seeds), gpu=args.gpu, pretexts=_selection(args.pretext),
+        baselines=_selection(args.baseline), evaluators=args.evaluator or None,
     )
     print(markdown_table(result))
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "
