@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,32 +57,35 @@ def test_every_checkpoint_damaged_is_one_line_and_deletes_nothing(
     assert not Path("/tmp/selfsup-pwned").exists()
 
 
-def test_a_pickle_in_place_of_the_safetensors_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _evaluate_with_weights(tmp_path: Path, damage: Callable[[bytes], bytes],
+                           capsys: pytest.CaptureFixture[str]) -> tuple[str, Path]:
+    """Pretrain 2 steps, replace the exported weights by ``damage(weights)``, evaluate;
+    the one error line and the weights file."""
     run = tmp_path / "run"
     assert main([*PRETRAIN, "--steps", "2", "--run-dir", str(run)]) == 0
     weights = run / "encoder.safetensors"
-    weights.write_bytes(pickle.dumps({"weights": _Payload()}))
+    weights.write_bytes(damage(weights.read_bytes()))
     capsys.readouterr()
     assert main(["evaluate", str(run), "--evaluator", "core.knn", "--seeds", "0"]) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    return _one_error_line(capsys.readouterr().err), weights
+
+
+def test_a_pickle_in_place_of_the_safetensors_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = pickle.dumps({"weights": _Payload()})
+    line, weights = _evaluate_with_weights(tmp_path, lambda _: payload, capsys)
     assert "encoder.safetensors is not a safetensors file" in line and "pickle" in line
     assert "selfsup pretrain --run-dir" in line
-    assert weights.read_bytes() == pickle.dumps({"weights": _Payload()})
+    assert weights.read_bytes() == payload
     assert not Path("/tmp/selfsup-pwned").exists()
 
 
 def test_a_truncated_safetensors_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    assert main([*PRETRAIN, "--steps", "2", "--run-dir", str(run)]) == 0
-    weights = run / "encoder.safetensors"
-    weights.write_bytes(weights.read_bytes()[:5])
-    capsys.readouterr()
-    assert main(["evaluate", str(run), "--evaluator", "core.knn", "--seeds", "0"]) == 2
-    assert "shorter than a safetensors header" in _one_error_line(capsys.readouterr().err)
+    line, _ = _evaluate_with_weights(tmp_path, lambda data: data[:5], capsys)
+    assert "shorter than a safetensors header" in line
 
 
 def test_a_closed_pipe_is_one_line_and_exit_code_2() -> None:
