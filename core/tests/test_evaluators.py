@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from selfsup.components import EvalContext, SSLDataset, TaskSpec
-from selfsup.evaluators import cka, finetune, kmeans, knn, linear_probe
+from selfsup.evaluators import cka, finetune, kmeans, knn, linear_probe, ood
 from selfsup.evaluators.cka import linear_cka
 from selfsup.evaluators.embeddings import (
     carve_validation,
@@ -33,6 +33,7 @@ from selfsup.evaluators.embeddings import (
 )
 from selfsup.evaluators.finetune import train_supervised
 from selfsup.evaluators.knn import knn_accuracy
+from selfsup.evaluators.ood import auroc, fpr_at_95_tpr, knn_distance, mahalanobis_distance
 
 
 @pytest.fixture(autouse=True)
@@ -571,3 +572,54 @@ def test_finetune_reports_roc_auc_for_binary_tasks() -> None:
     assert "finetune.roc_auc_std" in metrics
     multiclass = evaluate(LinearEncoder(16, 4), blobs_dataset(3), ctx())
     assert not any("roc_auc" in key for key in multiclass)
+
+
+# -- core.ood: held-out classes scored by kNN and Mahalanobis distance ------------------
+
+
+def test_separated_held_out_classes_are_detected() -> None:
+    metrics = ood.build(ood_fraction=0.25)(IdentityEncoder(16), blobs_dataset(), ctx())
+    for score in ("knn", "mahalanobis"):
+        assert metrics[f"ood.{score}_auroc"] > 0.95
+        assert metrics[f"ood.{score}_fpr95"] < 0.1
+
+
+def test_features_unrelated_to_the_classes_detect_nothing() -> None:
+    metrics = ood.build(ood_fraction=0.25)(IdentityEncoder(32), noise_dataset(), ctx())
+    for score in ("knn", "mahalanobis"):
+        assert 0.35 < metrics[f"ood.{score}_auroc"] < 0.65
+        assert metrics[f"ood.{score}_fpr95"] > 0.8
+
+
+def test_scores_against_loop_references() -> None:
+    rng = np.random.default_rng(0)
+    memory, queries = rng.normal(size=(30, 5)), rng.normal(size=(7, 5))
+    labels = rng.integers(0, 3, size=30)
+    k = 3
+    for q, got in zip(queries, knn_distance(memory, queries, k)):
+        sims = sorted((float(q @ m / np.linalg.norm(q) / np.linalg.norm(m)) for m in memory),
+                      reverse=True)
+        assert got == pytest.approx(1 - sims[k - 1])
+    means = {c: memory[labels == c].mean(0) for c in range(3)}
+    centred = np.stack([m - means[c] for m, c in zip(memory, labels)])
+    cov = centred.T @ centred / len(memory)
+    cov += 1e-3 * np.trace(cov) / 5 * np.eye(5)
+    inv = np.linalg.inv(cov)
+    for q, got in zip(queries, mahalanobis_distance(memory, labels, queries, 1e-3)):
+        assert got == pytest.approx(min((q - m) @ inv @ (q - m) for m in means.values()))
+    # AUROC: share of (OOD, ID) pairs ordered correctly; FPR@95: OOD under the 95% ID cut
+    # OOD 3.0 beats ID 1, 2 and ties 3 (2.5 of 3); OOD 4.0 beats all three: 5.5 of 6 pairs
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(5.5 / 6)
+    ids = np.arange(100.0)
+    assert fpr_at_95_tpr(np.array([10.0, 94.0, 96.0, 200.0]), ids) == 0.5
+
+
+def test_named_held_out_classes_and_bad_options() -> None:
+    metrics = ood.build(ood_classes=[0])(IdentityEncoder(16), blobs_dataset(), ctx(seeds=(0,)))
+    assert metrics["ood.knn_auroc"] > 0.95 and metrics["ood.knn_auroc_std"] == 0.0
+    with pytest.raises(ValueError, match=r"ood_classes \[7\] are not classes"):
+        ood.build(ood_classes=[7])(IdentityEncoder(16), blobs_dataset(), ctx())
+    with pytest.raises(ValueError, match="option ood_fraction must be in \\(0, 1\\)"):
+        ood.build(ood_fraction=1.5)
+    with pytest.raises(TypeError, match="unknown option 'kk'"):
+        ood.build(kk=3)

@@ -70,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="evaluator key (repeatable)")
     ev.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
 
+    cmp = sub.add_parser("compare", help="representational alignment (CKA, RSA) of two "
+                         "exported encoders on the same inputs, with permutation p-values")
+    cmp.add_argument("run_a", type=Path)
+    cmp.add_argument("run_b", type=Path)
+    cmp.add_argument("--split", default="test", help="labelled split to embed (default test)")
+    cmp.add_argument("--permutations", type=int, default=200, help="re-pairings for p-values")
+    cmp.add_argument("--max-samples", type=int, default=500,
+                     help="a seeded subset of the split of at most this size (RBF CKA and "
+                          "RSA cost N^2 memory)")
+    cmp.add_argument("--seed", type=int, default=0)
+
     b = sub.add_parser("bench", help="every installed plugin's default benchmark, one table")
     b.add_argument("--benchmark", action="append", default=[],
                    help="benchmark key (repeatable; default: all plugins', else core.digits)")
@@ -262,6 +273,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    import numpy as np
+
+    from selfsup.components import EvalContext
+    from selfsup.errors import ConfigError
+    from selfsup.evaluators.alignment import compare_representations
+    from selfsup.evaluators.embeddings import extract_embeddings
+    from selfsup.runner import load_exported
+
+    if args.permutations < 1 or args.max_samples < 4:
+        raise ConfigError("--permutations must be >= 1 and --max-samples >= 4")
+    (exp_a, built_a), (exp_b, built_b) = (load_exported(r, reg, evaluators=[])
+                                          for r in (args.run_a, args.run_b))
+    if exp_a.dataset.to_dict() != exp_b.dataset.to_dict():
+        raise ConfigError(
+            f"the two runs embed different data ({exp_a.dataset.to_dict()} vs "
+            f"{exp_b.dataset.to_dict()}); compare encoders of the same dataset and options")
+    ctx = EvalContext(device="cpu")
+    z_a, _ = extract_embeddings(built_a.encoder, built_a.dataset, args.split, ctx)
+    z_b, _ = extract_embeddings(built_b.encoder, built_b.dataset, args.split, ctx)
+    rng = np.random.default_rng(args.seed)
+    rows = np.sort(rng.permutation(len(z_a))[: args.max_samples])
+    results = compare_representations(z_a[rows], z_b[rows], permutations=args.permutations,
+                                      seed=args.seed)
+    print(f"A: {args.run_a} ({exp_a.encoder.name}, {z_a.shape[1]}-d)")
+    print(f"B: {args.run_b} ({exp_b.encoder.name}, {z_b.shape[1]}-d)")
+    print(f"{len(rows)} {args.split} samples of {exp_a.dataset.name}, "
+          f"{args.permutations} permutations")
+    print("| measure | A vs B | p-value |")
+    print("| --- | --- | --- |")
+    for r in results:
+        print(f"| {r.measure} | {r.value:.4f} | {r.p_value:.4f} |")
+    return 0
+
+
 def _selection(keys: list[str]) -> list[str] | None:
     """``--pretext``/``--baseline`` values: None for all, [] for 'none'."""
     if keys == ["none"]:
@@ -295,6 +342,7 @@ COMMANDS = {
     "run": cmd_run,
     "pretrain": cmd_run,
     "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
     "bench": cmd_bench,
 }
 

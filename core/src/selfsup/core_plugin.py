@@ -107,6 +107,9 @@ def register_evaluators(register: Register) -> None:
         ("finetune", "fine-tuning encoder and linear head with 1%, 10%, 100% of labels",
          _CLASSIFY_OR_REGRESS),
         ("cka", "linear CKA between the encoder and a random-init encoder", ("*",)),
+        ("ood", "out-of-distribution detection (PT-OOD, Miyai et al. 2023): held-out classes "
+         "scored by kNN and Mahalanobis distance on frozen embeddings, AUROC and FPR@95",
+         ("classification",)),
     ):
         register(
             EvaluatorSpec(
@@ -159,7 +162,8 @@ def register_benchmarks(register: Register) -> None:
                 "core.simsiam",
                 "core.directpred",
             ),
-            evaluators=("core.linear_probe", "core.knn", "core.kmeans", "core.finetune"),
+            evaluators=("core.linear_probe", "core.knn", "core.kmeans", "core.finetune",
+                        "core.ood"),
             # heads narrower than the papers' (2048-8192) so every objective trains in
             # seconds on a CPU; the encoder is 128-d, so wider heads buy little here
             pretext_options={

@@ -394,7 +394,7 @@ def register_benchmarks(register: Register) -> None:
             dataset="graph.pbmc68k",
             encoder="graph.gcn",
             pretexts=NODE_PRETEXTS,
-            evaluators=("core.linear_probe", "core.kmeans"),
+            evaluators=("core.linear_probe", "core.kmeans", "core.ood"),
             evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
             summary="cell types of 700 PBMCs from a kNN cell graph (scanpy pbmc68k_reduced)",
             baselines=(*NODE_BASELINES, "graph.pca"),
