@@ -591,6 +591,14 @@ def test_features_unrelated_to_the_classes_detect_nothing() -> None:
         assert metrics[f"ood.{score}_fpr95"] > 0.8
 
 
+def test_a_constant_encoder_detects_nothing_and_does_not_crash() -> None:
+    from selfsup.baselines import Constant
+
+    ds = blobs_dataset()
+    metrics = ood.build()(Constant(ds), ds, ctx(seeds=(0,)))
+    assert metrics["ood.knn_auroc"] == 0.5 and metrics["ood.mahalanobis_auroc"] == 0.5
+
+
 def test_scores_against_loop_references() -> None:
     rng = np.random.default_rng(0)
     memory, queries = rng.normal(size=(30, 5)), rng.normal(size=(7, 5))

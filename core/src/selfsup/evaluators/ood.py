@@ -147,7 +147,10 @@ def mahalanobis_distance(
     means = np.stack([z[y == c].mean(axis=0) for c in labels])
     centred = z - means[np.searchsorted(labels, y)]
     cov = centred.T @ centred / len(z)
-    cov += ridge * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    # the ridge scales with the average variance; a constant (collapsed) representation
+    # has none, and gets an identity covariance instead of a singular one
+    scale = np.trace(cov) / cov.shape[0]
+    cov += ridge * (scale if scale > 0 else 1.0) * np.eye(cov.shape[0])
     precision = np.linalg.inv(cov)
     diff = queries[:, None, :] - means[None, :, :]  # [Q, C, D]
     dist = np.einsum("qcd,de,qce->qc", diff, precision, diff)
