@@ -96,6 +96,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         local = global_batch()[rank * half : (rank + 1) * half]
         results = {name: loss_and_grad(name, local, ddp=True) for name in CASES}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # no rank tears gloo down while the other still talks to it: without this, a
+        # loaded machine now and then aborts a rank ("terminate called without an
+        # active exception" from gloo's threads)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
