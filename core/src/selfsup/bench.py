@@ -31,6 +31,7 @@ from selfsup.components import BaselineContext, BaselineSpec, BenchmarkSpec, Pre
 from selfsup.config import Component, Experiment
 from selfsup.errors import ConfigError, IncompatibleError, NotApplicable
 from selfsup.plugins import KNOWN_PLUGINS, Registry, get_registry
+from selfsup.runner import fitting_encoders
 
 
 def _say(message: str) -> None:
@@ -219,8 +220,8 @@ def pretext_encoder(spec: BenchmarkSpec, pretext: PretextSpec, registry: Registr
         return spec.encoder
     modality = registry.get("dataset", spec.dataset).modality
     owner = registry.owner("pretext", pretext.name).name
-    own = [e.name for e in registry.specs("encoder") if e.offers(pretext.face)
-           and e.accepts(modality) and registry.owner("encoder", e.name).name == owner]
+    own = [key for key in fitting_encoders(registry, pretext.face, modality)
+           if registry.owner("encoder", key).name == owner]
     if len(own) == 1:
         return own[0]
     raise IncompatibleError(

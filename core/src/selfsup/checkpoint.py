@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from selfsup.errors import CheckpointError
-from selfsup.rundir import atomic_path
+from selfsup.rundir import TEMPORARY, atomic_path
 from selfsup.seeding import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -200,5 +200,5 @@ def _remove_stale_temporaries(directory: Path) -> None:
     # Left by a process killed mid-save; only the main process writes here, so a
     # temporary file that exists now belongs to a dead writer.
     for p in directory.iterdir():
-        if p.name.startswith(".step-") and ".tmp-" in p.name:
+        if p.name.startswith(".step-") and TEMPORARY in p.name:
             p.unlink(missing_ok=True)

@@ -37,6 +37,9 @@ ENCODER_WEIGHTS = "encoder.safetensors"
 ENCODER_CARD = "encoder.json"
 SUMMARY = "summary.md"
 
+#: Marks the temporary file of an atomic write: ``.<name>.tmp-<pid>`` beside ``<name>``.
+TEMPORARY = ".tmp-"
+
 #: The phases of metrics.jsonl records.
 TRAIN = "train"
 EVAL = "eval"
@@ -52,7 +55,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     and ``path`` is untouched.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TEMPORARY}{os.getpid()}")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
