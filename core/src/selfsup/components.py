@@ -343,11 +343,21 @@ class _Spec:
         return self.resolve()(*args, **{**self.options, **options})
 
 
-def _check_faces(owner: str, faces: tuple[str, ...]) -> None:
-    if isinstance(faces, str) or not faces:
-        raise TypeError(f"{owner}: faces must be a non-empty tuple, e.g. ('embedding',)")
-    for face in faces:
-        check_name(f"{owner}: face", face)
+@dataclass(frozen=True)
+class _OffersFaces(_Spec):
+    """A spec whose module offers ``faces`` (encoders and baselines)."""
+
+    faces: tuple[str, ...] = (EMBEDDING,)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.faces, str) or not self.faces:
+            raise TypeError(f"{self.name}: faces must be a non-empty tuple, e.g. ('embedding',)")
+        for face in self.faces:
+            check_name(f"{self.name}: face", face)
+
+    def offers(self, face: str) -> bool:
+        return face in self.faces
 
 
 @dataclass(frozen=True)
@@ -397,7 +407,7 @@ class DatasetSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class EncoderSpec(_Spec):
+class EncoderSpec(_OffersFaces):
     """``factory(dataset, **options) -> nn.Module`` offering ``faces``.
 
     Each face is a method of the module (:data:`FACES`): ``embed(batch)`` gives
@@ -409,15 +419,6 @@ class EncoderSpec(_Spec):
     or the channels C of a dense-only model). A plugin may add a namespaced face
     (``graph.learned_edges``) that its own pretexts need; it documents the methods.
     """
-
-    faces: tuple[str, ...] = (EMBEDDING,)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_faces(self.name, self.faces)
-
-    def offers(self, face: str) -> bool:
-        return face in self.faces
 
 
 @dataclass(frozen=True)
@@ -455,7 +456,7 @@ class EvaluatorSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class BaselineSpec(_Spec):
+class BaselineSpec(_OffersFaces):
     """Something to beat, measured by the same evaluators as the pretrained encoders.
 
     ``factory(dataset, context, **options) -> nn.Module`` offering ``faces`` like an
@@ -466,15 +467,7 @@ class BaselineSpec(_Spec):
     raises :class:`selfsup.errors.NotApplicable` with the reason.
     """
 
-    faces: tuple[str, ...] = (EMBEDDING,)
     task_kinds: tuple[str, ...] = ("*",)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_faces(self.name, self.faces)
-
-    def offers(self, face: str) -> bool:
-        return face in self.faces
 
 
 @dataclass(frozen=True)
