@@ -229,3 +229,28 @@ def test_kit_checks_the_tokens_face() -> None:
     with pytest.raises(ConformanceError, match=r"tokens\(batch\).mask must be bool"):
         check_plugin("bad", plugin=_plugin(_Vectors, lambda ds: _TokenEncoder(ds, True),
                                            faces=("embedding", "tokens")))
+
+
+def test_kit_checks_the_stages_face() -> None:
+    class _Stages(nn.Module):
+        embed_dim = 4
+
+        def __init__(self, dataset: Any, last_is_embedding: bool = True) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 5), nn.Linear(5, 4)
+            self.last_is_embedding = last_is_embedding
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x)))
+
+        def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+            h = torch.relu(self.a(x))
+            return [h, self.b(h)] if self.last_is_embedding else [h]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.embed(x)
+
+    check_plugin("bad", plugin=_plugin(_Vectors, _Stages, faces=("embedding", "stages")))
+    with pytest.raises(ConformanceError, match=r"the last of stages\(batch\) is \(8, 5\)"):
+        check_plugin("bad", plugin=_plugin(_Vectors, lambda ds: _Stages(ds, False),
+                                           faces=("embedding", "stages")))

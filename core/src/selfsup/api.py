@@ -11,7 +11,7 @@ Contracts (:mod:`selfsup.components`)
     ``EvalContext``, ``Evaluator``, ``BaselineContext``, ``Tokens``; the core
     modalities (``VECTOR``, ``IMAGE2D``, ``VOLUME3D``, ``KSPACE``, ``GRAPH_NODE``,
     ``GRAPH_GRAPH``, ``SMILES``, ``ANY_MODALITY``) and faces (``EMBEDDING``,
-    ``TOKENS``, ``DENSE``, ``FACES``); ``hookimpl``.
+    ``TOKENS``, ``DENSE``, ``STAGES``, ``FACES``); ``hookimpl``.
 Options (:mod:`selfsup.options`)
     ``option``, ``parse_options``, ``check_value``, ``describe_options`` and the checks.
 Errors (:mod:`selfsup.errors`)
@@ -47,6 +47,7 @@ from selfsup.components import (
     IMAGE2D,
     KSPACE,
     SMILES,
+    STAGES,
     TASK_KINDS,
     TOKENS,
     VECTOR,
@@ -146,7 +147,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY_MODALITY", "COMMON_MODALITIES", "DENSE", "EMBEDDING", "FACES", "GRAPH_GRAPH",
-    "GRAPH_NODE", "IMAGE2D", "KSPACE", "SMILES", "TASK_KINDS", "TOKENS", "VECTOR", "VOLUME3D",
+    "GRAPH_NODE", "IMAGE2D", "KSPACE", "SMILES", "STAGES", "TASK_KINDS", "TOKENS", "VECTOR",
+    "VOLUME3D",
     "BaselineContext", "BaselineSpec", "BenchmarkSpec", "Check", "ConfigError", "DatasetSpec",
     "EncoderSpec", "EvalContext", "Evaluator", "EvaluatorSpec", "IncompatibleError",
     "NotApplicable", "PretextSpec", "PretextTask", "SSLDataset", "SelfsupError", "TaskSpec",

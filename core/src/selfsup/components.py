@@ -38,7 +38,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_]*)*$")
 EMBEDDING = "embedding"  # embed(batch) -> [B, D]
 TOKENS = "tokens"  # tokens(batch) -> Tokens(states [B, T, D], mask [B, T])
 DENSE = "dense"  # dense(batch) -> one output per input element (see below)
-FACES: dict[str, str] = {EMBEDDING: "embed", TOKENS: "tokens", DENSE: "dense"}
+STAGES = "stages"  # stages(batch) -> [Tensor [B, D_1], ..., [B, D_L]], shallow to deep
+FACES: dict[str, str] = {EMBEDDING: "embed", TOKENS: "tokens", DENSE: "dense", STAGES: "stages"}
 
 
 def check_name(what: str, value: object) -> str:
@@ -414,7 +415,11 @@ class EncoderSpec(_OffersFaces):
     ``[B, embed_dim]``; ``tokens(batch)`` a :class:`Tokens` of ``[B, T, embed_dim]``
     states and a ``[B, T]`` mask; ``dense(batch)`` one output per input element:
     ``[B, C, H, W]`` for images, ``[B, C, D, H, W]`` for volumes, ``[B, N, C]`` per
-    point, k-space models their image. ``forward(batch)`` returns the first face.
+    point, k-space models their image. ``stages(batch)`` the encoder's intermediate
+    representations, one ``[B, D_l]`` tensor per stage from shallow to deep, the last
+    being ``embed(batch)`` (what layer-wise comparison and stage-wise distillation
+    read; a convolutional stage pools its feature map). ``forward(batch)`` returns
+    the first face.
     The module has an int ``embed_dim`` (the width D of its embeddings or tokens,
     or the channels C of a dense-only model). A plugin may add a namespaced face
     (``graph.learned_edges``) that its own pretexts need; it documents the methods.

@@ -12,6 +12,7 @@ from typing import Any
 from selfsup.components import (
     ANY_MODALITY,
     EMBEDDING,
+    STAGES,
     VECTOR,
     BaselineSpec,
     BenchmarkSpec,
@@ -50,7 +51,7 @@ def register_encoders(register: Register) -> None:
             (VECTOR,),
             "multilayer perceptron for flat vectors",
             options={"hidden_dims": [256, 256], "embed_dim": 128, "norm": "batch"},
-            faces=(EMBEDDING,),
+            faces=(EMBEDDING, STAGES),
         )
     )
 

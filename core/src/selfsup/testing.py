@@ -28,6 +28,7 @@ from typing import Any
 from selfsup.components import (
     EMBEDDING,
     FACES,
+    STAGES,
     TOKENS,
     BenchmarkSpec,
     DatasetSpec,
@@ -147,6 +148,16 @@ def _check_face(key: str, face: str, out: Any, dim: int, rows: int) -> None:
             _fail(key, f"tokens(batch).mask must be bool [B, T] = {tuple(st.shape[:2])}, got "
                        f"{mask.dtype} {shape(mask)}")
         values = out.flat()
+    elif face == STAGES:
+        if not isinstance(out, (list, tuple)) or not out or not all(
+                isinstance(t, torch.Tensor) and t.ndim == 2 and t.shape[0] == rows for t in out):
+            got = [shape(t) for t in out] if isinstance(out, (list, tuple)) else shape(out)
+            _fail(key, f"stages(batch) must return a non-empty list of [B={rows}, D_l] "
+                       f"tensors, got {got}")
+        if out[-1].shape[1] != dim:
+            _fail(key, f"the last of stages(batch) is {shape(out[-1])}; it must be the "
+                       f"embedding, [B={rows}, {dim}]")
+        values = torch.cat([t.flatten(1) for t in out], dim=1)
     else:  # dense
         if not isinstance(out, torch.Tensor) or out.ndim < 3 or out.shape[0] != rows:
             _fail(key, f"dense(batch) must return [B={rows}, C, *spatial] or [B, N, C], "

@@ -14,7 +14,10 @@ NORMS = ("batch", "layer", "none")
 
 
 class MLPEncoder(nn.Module):
-    """Linear -> norm -> ReLU blocks, then a linear map to ``embed_dim``."""
+    """Linear -> norm -> ReLU blocks, then a linear map to ``embed_dim``.
+
+    Offers the ``embedding`` face and the ``stages`` face (each block's output).
+    """
 
     def __init__(
         self, in_dim: int, hidden_dims: Sequence[int] = (256, 256), embed_dim: int = 128,
@@ -48,11 +51,27 @@ class MLPEncoder(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[B, embed_dim]`` of flat inputs ``[B, in_dim]``."""
+        self._check(x)
+        return self.net(x)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each hidden block (after its ReLU) and the embedding, in order.
+
+        ``[B, hidden_dims[0]], ..., [B, hidden_dims[-1]], [B, embed_dim]``.
+        """
+        self._check(x)
+        out = []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                out.append(x)
+        return [*out, x]
+
+    def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ValueError(
                 f"core.mlp expects [B, {self.in_dim}] inputs, got {tuple(x.shape)}"
             )
-        return self.net(x)
 
 
 def build(dataset: SSLDataset, **options: Any) -> MLPEncoder:
