@@ -90,6 +90,19 @@ def register_pretext_tasks(register: Register) -> None:
             needs_views=True,
         )
     )
+    register(
+        PretextSpec(
+            "core.lsskd",
+            "selfsup.objectives.lsskd:build",
+            (ANY_MODALITY,),
+            "LSSKD (Dahri et al. 2025; HSAKD, Yang et al., IJCAI 2021): a head per encoder "
+            "stage predicts which of K fixed transformations (rotations on image grids, a "
+            "feature-block jigsaw elsewhere) was applied, distilled deep to shallow; uses the "
+            "dataset's views",
+            face=STAGES,
+            needs_views=True,
+        )
+    )
 
 
 _CLASSIFY_OR_REGRESS = ("classification", "regression")
@@ -162,9 +175,13 @@ def register_benchmarks(register: Register) -> None:
                 "core.byol",
                 "core.simsiam",
                 "core.directpred",
+                # needs masked_tokens, which core.mlp lacks: bench trains it on core's
+                # one encoder that offers it, core.patch_transformer
+                "core.jepa",
+                "core.lsskd",
             ),
             evaluators=("core.linear_probe", "core.knn", "core.kmeans", "core.finetune",
-                        "core.ood"),
+                        "core.ood", "core.beyond"),
             # heads narrower than the papers' (2048-8192) so every objective trains in
             # seconds on a CPU; the encoder is 128-d, so wider heads buy little here
             pretext_options={
