@@ -71,9 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
 
     cmp = sub.add_parser("compare", help="representational alignment (CKA, RSA) of two "
-                         "exported encoders on the same inputs, with permutation p-values")
+                         "exported encoders on the same inputs, with permutation p-values; "
+                         "--layers: stage by stage")
     cmp.add_argument("run_a", type=Path)
-    cmp.add_argument("run_b", type=Path)
+    cmp.add_argument("run_b", type=Path, nargs="?",
+                     help="the second run (optional with --layers: A's stages against A's)")
+    cmp.add_argument("--layers", action="store_true",
+                     help="the L_A x L_B linear CKA matrix between the stages of A and B "
+                          "(encoders offering the stages face)")
+    cmp.add_argument("--rsa", action="store_true", help="with --layers: an RSA matrix too")
     cmp.add_argument("--split", default="test", help="labelled split to embed (default test)")
     cmp.add_argument("--permutations", type=int, default=200, help="re-pairings for p-values")
     cmp.add_argument("--max-samples", type=int, default=500,
@@ -285,6 +291,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.permutations < 1 or args.max_samples < 4:
         raise ConfigError("--permutations must be >= 1 and --max-samples >= 4")
+    if args.layers:
+        return _compare_layers(args, reg)
+    if args.run_b is None:
+        raise ConfigError("compare needs two runs (RUN_A RUN_B), or --layers for the stages "
+                          "of one")
     (exp_a, built_a), (exp_b, built_b) = (load_exported(r, reg, evaluators=[])
                                           for r in (args.run_a, args.run_b))
     if exp_a.dataset.to_dict() != exp_b.dataset.to_dict():
@@ -306,6 +317,53 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print("| --- | --- | --- |")
     for r in results:
         print(f"| {r.measure} | {r.value:.4f} | {r.p_value:.4f} |")
+    return 0
+
+
+def _compare_layers(args: argparse.Namespace, reg: Any) -> int:
+    """``compare --layers``: the stage-by-stage matrix of A against B (or against A)."""
+    import numpy as np
+
+    from selfsup.components import STAGES, EvalContext
+    from selfsup.errors import ConfigError
+    from selfsup.evaluators.alignment import Measure, extract_stages, layer_matrix, rsa
+    from selfsup.evaluators.cka import linear_cka
+    from selfsup.runner import load_exported
+
+    runs = [args.run_a] if args.run_b is None else [args.run_a, args.run_b]
+    loaded = [load_exported(r, reg, evaluators=[]) for r in runs]
+    for run, (exp, _) in zip(runs, loaded, strict=True):
+        if not reg.get("encoder", exp.encoder.name).offers(STAGES):
+            offering = [e.name for e in reg.specs("encoder") if e.offers(STAGES)]
+            raise ConfigError(
+                f"{run}: encoder {exp.encoder.name!r} does not offer the 'stages' face that "
+                f"--layers reads; encoders that do: {', '.join(offering) or '(none)'}")
+    if loaded[0][0].dataset.to_dict() != loaded[-1][0].dataset.to_dict():
+        raise ConfigError(
+            f"the two runs embed different data ({loaded[0][0].dataset.to_dict()} vs "
+            f"{loaded[-1][0].dataset.to_dict()}); compare encoders of the same dataset")
+    ctx = EvalContext(device="cpu")
+    stages = [extract_stages(built.encoder, built.dataset, args.split, ctx)
+              for _, built in loaded]
+    rows = np.sort(np.random.default_rng(args.seed).permutation(len(stages[0][0]))
+                   [: args.max_samples])
+    xs, ys = [s[rows] for s in stages[0]], [s[rows] for s in stages[-1]]
+    tags = ["A", "A" if len(runs) == 1 else "B"]
+    for tag, run, (exp, _), found in zip(("A", "B"), runs, loaded, stages, strict=False):
+        widths = ", ".join(str(s.shape[1]) for s in found)
+        print(f"{tag}: {run} ({exp.encoder.name}, {len(found)} stages: {widths})")
+    print(f"{len(rows)} {args.split} samples of {loaded[0][0].dataset.name}; rows: stages of "
+          f"A, columns: stages of {tags[1]}, shallow to deep")
+    measures: dict[str, Measure] = {"linear CKA": linear_cka}
+    if args.rsa:
+        measures["RSA"] = rsa
+    for name, measure in measures.items():
+        matrix = layer_matrix(xs, ys, measure)
+        print(f"\n{name}\n")
+        print("| | " + " | ".join(f"{tags[1]}{j + 1}" for j in range(len(ys))) + " |")
+        print("| --- " * (len(ys) + 1) + "|")
+        for i, values in enumerate(matrix):
+            print(f"| A{i + 1} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     return 0
 
 

@@ -19,16 +19,29 @@ The p-value of each measure is ``(1 + #{permutations >= observed}) / (1 + n)``
 over ``n`` random re-pairings of B's rows with A's (the null hypothesis that the
 two representations are unrelated sample by sample; Phipson & Smyth,
 "Permutation P-values Should Never Be Zero", 2010).
+
+``selfsup compare RUN_A RUN_B --layers`` compares layer by layer instead, through
+the ``stages`` face both encoders offer (:func:`extract_stages`): the ``L_A x L_B``
+matrix of one measure between every stage of A and every stage of B
+(:func:`layer_matrix`; linear CKA, as Kornblith et al. plot it in their Figures
+2-5, and RSA on request). ``selfsup compare RUN_A --layers`` gives the
+within-encoder ``L_A x L_A`` matrix, whose diagonal is 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from selfsup.evaluators.cka import linear_cka
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from selfsup.components import EvalContext, SSLDataset
 
 Measure = Callable[[np.ndarray, np.ndarray], float]
 
@@ -95,3 +108,54 @@ def compare_representations(
         p = (1 + int(np.sum(null >= observed))) / (1 + permutations)
         out.append(Alignment(name, observed, p))
     return out
+
+
+def layer_matrix(
+    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], measure: Measure = linear_cka
+) -> np.ndarray:
+    """``measure(xs[i], ys[j])`` for every pair of stages: ``[len(xs), len(ys)]``."""
+    if not xs or not ys:
+        raise ValueError("layer_matrix needs at least one stage on each side")
+    rows = {len(x) for x in (*xs, *ys)}
+    if len(rows) != 1:
+        raise ValueError(f"layer_matrix needs the same samples in every stage, got row "
+                         f"counts {sorted(rows)}")
+    return np.array([[measure(x, y) for y in ys] for x in xs], dtype=np.float64)
+
+
+def extract_stages(
+    encoder: nn.Module, dataset: SSLDataset, split: str, ctx: EvalContext,
+    indices: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """Each stage of the ``stages`` face over a labelled split: a list of ``[N, D_l]``.
+
+    Like :func:`selfsup.evaluators.embeddings.extract_embeddings` (eval mode, no
+    gradients, the labelled ``rows`` of each batch), stage by stage.
+    """
+    import torch
+
+    from selfsup.batching import move_to
+
+    device = torch.device(ctx.device)
+    was_training = encoder.training
+    encoder.to(device)
+    encoder.eval()
+    per_batch: list[list[np.ndarray]] = []
+    try:
+        with torch.no_grad():
+            for batch, _, rows in dataset.labelled_batches(split, ctx.batch_size,
+                                                           indices=indices):
+                stages = _stages(encoder, move_to(batch, device))
+                if rows is not None:
+                    stages = [s[rows.to(s.device)] for s in stages]
+                per_batch.append([s.detach().float().cpu().numpy() for s in stages])
+    finally:
+        encoder.train(was_training)
+    if not per_batch:
+        raise ValueError(f"dataset {dataset.name!r}, split {split!r} has no labelled samples")
+    return [np.concatenate([b[i] for b in per_batch]) for i in range(len(per_batch[0]))]
+
+
+def _stages(encoder: Any, batch: Any) -> list[Any]:
+    """The stages face (typed Any: faces are declared on the EncoderSpec)."""
+    return list(encoder.stages(batch))
