@@ -5,7 +5,8 @@
 - ``core.supervised``: the encoder trained end to end with a linear head on the
   labelled ``train`` split (:func:`selfsup.evaluators.finetune.train_supervised`),
   then frozen; ``epochs`` is its budget (a benchmark may lower it in
-  ``baseline_options``);
+  ``baseline_options``; ``selfsup bench --steps N`` caps it at the epochs that
+  hold N steps);
 - ``core.mean``: a constant, so every probe predicts the train-set mean
   (regression) or the majority class (classification).
 
@@ -15,6 +16,7 @@ Each factory is ``(dataset, context, **options) -> nn.Module`` offering the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +90,16 @@ def build_supervised(dataset: SSLDataset, context: BaselineContext, **options: A
     from selfsup.evaluators.finetune import train_supervised
 
     ctx = context.eval
-    return train_supervised(context.encoder_factory(), dataset, ctx, epochs=config.epochs,
+    epochs = capped_epochs(config.epochs, len(dataset.labels("train")), config.batch_size,
+                           context.steps)
+    return train_supervised(context.encoder_factory(), dataset, ctx, epochs=epochs,
                             lr=config.lr, weight_decay=config.weight_decay,
                             batch_size=config.batch_size, seed=ctx.seeds[0])
+
+
+def capped_epochs(epochs: int, n_train: int, batch_size: int, steps: int | None) -> int:
+    """``epochs``, or fewer under ``selfsup bench --steps``: the epochs that hold ``steps``."""
+    if steps is None:
+        return epochs
+    per_epoch = math.ceil(n_train / batch_size)
+    return min(epochs, max(1, math.ceil(steps / per_epoch)))

@@ -13,7 +13,15 @@ any other exception is a *failure*: the row is reported with its error, the othe
 rows still run, and ``selfsup bench`` exits with status 1.
 
 With no plugin benchmark installed, core's own ``core.digits`` benchmark runs.
-Results go to ``results.json``, ``results.md`` and ``results.png``.
+Results go to ``results.json`` (rows, skips, failures, each benchmark's headline
+metric and the provenance of the run), ``results.md`` and ``results.png``; each
+row's folder holds its run (``metrics.jsonl``) and, where the model has an
+embedding, ``embeddings.npz`` (a seeded subset of the test split) for the report's
+maps. ``selfsup report`` (:mod:`selfsup.report`) turns the folder into one page.
+
+``quick=True`` runs each benchmark's declared quick share (its headline pretexts
+and baselines, fewer steps); ``budget_minutes`` scales those steps by the
+benchmarks' measured quick wall times so the whole run fits the budget.
 """
 
 from __future__ import annotations
@@ -21,17 +29,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from math import nan
 from pathlib import Path
 from typing import Any
 
-from selfsup.components import BaselineContext, BaselineSpec, BenchmarkSpec, PretextSpec
-from selfsup.config import Component, Experiment
+from selfsup.components import (
+    EMBEDDING,
+    BaselineContext,
+    BaselineSpec,
+    BenchmarkSpec,
+    PretextSpec,
+)
+from selfsup.config import Component, Experiment, parse_value
 from selfsup.errors import ConfigError, IncompatibleError, NotApplicable
 from selfsup.plugins import KNOWN_PLUGINS, Registry, get_registry
-from selfsup.runner import fitting_encoders
+from selfsup.runner import fitting_encoders, summarise_warnings
+
+#: Test samples kept per row for the report's 2-D embedding maps.
+MAP_SAMPLES = 1000
 
 
 def _say(message: str) -> None:
@@ -51,6 +69,8 @@ class Row:
     metrics: dict[str, float]
     seconds: float
     note: str = ""
+    folder: str = ""  # the row's folder, relative to the bench folder
+    uses_labels: bool = False  # a baseline trained on every train label (an upper reference)
 
 
 @dataclass
@@ -59,6 +79,10 @@ class BenchResult:
     skipped: list[str] = field(default_factory=list)  # "benchmark / row: reason"
     failed: list[str] = field(default_factory=list)  # "benchmark / row: ErrorType: message"
     missing_plugins: list[str] = field(default_factory=list)
+    #: per benchmark: headline, direction, dataset, encoder, seeds, seconds, fingerprint
+    benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    quick: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,7 +94,151 @@ class BenchResult:
             "skipped": self.skipped,
             "failed": self.failed,
             "missing_plugins": self.missing_plugins,
+            "benchmarks": self.benchmarks,
+            "provenance": self.provenance,
+            "quick": self.quick,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BenchResult:
+        fields = set(Row.__dataclass_fields__)
+        return cls(
+            rows=[Row(**{k: v for k, v in r.items() if k in fields}) for r in data["rows"]],
+            skipped=list(data.get("skipped", [])),
+            failed=list(data.get("failed", [])),
+            missing_plugins=list(data.get("missing_plugins", [])),
+            benchmarks=dict(data.get("benchmarks", {})),
+            provenance=dict(data.get("provenance", {})),
+            quick=bool(data.get("quick", False)),
+        )
+
+
+#: Rows of the supervised baseline use every train label: in a few-label regime
+#: they are an upper reference, not a competitor (see :mod:`selfsup.report`).
+LABELLED_BASELINES = ("core.supervised",)
+
+
+class Progress:
+    """Bench-level progress on stderr: rows done of total, elapsed time, ETA."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.t0 = max(total, 1), 0, time.perf_counter()
+
+    def start(self, bench: str, what: str) -> None:
+        _say(f"{bench}: {what}  [{self.done + 1}/{self.total}]")
+
+    def finish(self, bench: str, row: str, seconds: float) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done * (self.total - self.done)
+        _say(f"{bench}: {row} took {_clock(seconds)}  [{self.done}/{self.total} rows, "
+             f"{_clock(elapsed)} elapsed, ~{_clock(eta)} left]")
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def quick_plan(specs: Sequence[BenchmarkSpec], budget_minutes: float | None) -> dict[str, int]:
+    """Pretraining steps of each benchmark's quick setting, scaled to fit a budget.
+
+    Without a budget, each benchmark's ``quick["train"]["steps"]`` (else its
+    ``train`` steps). With one, the steps are multiplied by ``budget / sum of the
+    benchmarks' measured quick seconds``: pretraining time scales with the steps,
+    evaluation and baselines do not, so the fit is approximate (the report gives
+    the wall time the run took).
+    """
+    steps = {s.name: int({**s.train, **s.quick.get("train", {})}.get("steps", 100))
+             for s in specs}
+    if budget_minutes is None:
+        return steps
+    if budget_minutes <= 0:
+        raise ConfigError(f"--budget {budget_minutes}: give a positive number of minutes")
+    unmeasured = [s.name for s in specs if not s.quick.get("seconds")]
+    if unmeasured:
+        raise ConfigError(f"--budget needs each benchmark's measured quick time "
+                          f"(BenchmarkSpec.quick['seconds']); {', '.join(unmeasured)} "
+                          "declare none: run them with --quick alone")
+    scale = budget_minutes * 60 / sum(float(s.quick["seconds"]) for s in specs)
+    return {name: max(1, round(n * scale)) for name, n in steps.items()}
+
+
+def apply_settings(spec: BenchmarkSpec, settings: Sequence[str]) -> BenchmarkSpec:
+    """``--set`` for a benchmark: ``training.<field>=V`` or ``<component key>.<option>=V``.
+
+    A component key is one of the benchmark's pretexts, evaluators or baselines
+    (``core.simclr.temperature=0.5``); a setting naming none of them is an error
+    unless another selected benchmark takes it (the caller checks that).
+    """
+    from dataclasses import replace
+
+    train = dict(spec.train)
+    options = {f: {k: dict(v) for k, v in getattr(spec, f).items()}
+               for f in ("pretext_options", "evaluator_options", "baseline_options")}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        value = parse_value(raw)
+        if key.startswith("training."):
+            train[key.removeprefix("training.")] = value
+            continue
+        for fname, keys in (("pretext_options", spec.pretexts),
+                            ("evaluator_options", spec.evaluators),
+                            ("baseline_options", spec.baselines)):
+            owner = next((k for k in keys if key.startswith(k + ".")), None)
+            if owner is not None:
+                options[fname].setdefault(owner, {})[key[len(owner) + 1:]] = value
+                break
+    return replace(spec, train=train, pretext_options=options["pretext_options"],
+                   evaluator_options=options["evaluator_options"],
+                   baseline_options=options["baseline_options"])
+
+
+def _unmatched_settings(specs: Sequence[BenchmarkSpec], settings: Sequence[str]) -> list[str]:
+    keys = {k for s in specs for k in (*s.pretexts, *s.evaluators, *s.baselines)}
+    return [item for item in settings
+            if not item.startswith("training.")
+            and not any(item.partition("=")[0].startswith(k + ".") for k in keys)]
+
+
+def provenance(command: Sequence[str] | None, registry: Registry, device: str) -> dict[str, Any]:
+    """Versions, device, threads and BLAS, command and date: what a rerun must match.
+
+    Float results depend on the thread count and the BLAS library (a reduction
+    summed in another order rounds differently), so both are recorded.
+    """
+    import platform
+    from datetime import datetime, timezone
+
+    import numpy as np
+    import torch
+
+    from selfsup import __version__
+
+    blas: list[str] = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = sorted({f"{i.get('internal_api')} {i.get('version')} "
+                       f"({i.get('num_threads')} threads)" for i in threadpool_info()})
+    except Exception:  # threadpoolctl comes with scikit-learn; its absence loses only this
+        blas = []
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(command) if command else "",
+        "selfsup": __version__,
+        "plugins": {r.name: f"{r.distribution} {r.version}" for r in registry.reports if r.ok},
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})"
+        if device.startswith("cuda") else device,
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "blas": blas,
+    }
 
 
 def select_benchmarks(registry: Registry, names: Sequence[str] | None) -> list[BenchmarkSpec]:
@@ -92,19 +260,36 @@ def run_bench(
     pretexts: Sequence[str] | None = None,
     baselines: Sequence[str] | None = None,
     evaluators: Sequence[str] | None = None,
+    quick: bool = False,
+    budget_minutes: float | None = None,
+    settings: Sequence[str] = (),
+    command: Sequence[str] | None = None,
 ) -> BenchResult:
     """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``.
 
     ``pretexts``, ``baselines``, ``evaluators``: only these (None: all the
-    benchmark's; an empty list of pretexts or baselines: none of them).
+    benchmark's, or its quick share with ``quick``; an empty list of pretexts or
+    baselines: none of them). ``steps`` overrides the pretraining steps and caps
+    the supervised baseline's. ``budget_minutes`` implies ``quick``.
+    ``settings``: ``--set`` items (:func:`apply_settings`).
     """
     registry = registry or get_registry()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = BenchResult()
+    quick = quick or budget_minutes is not None
+    result = BenchResult(quick=quick)
     installed = {r.name for r in registry.reports if r.ok}
     result.missing_plugins = [d for n, d in KNOWN_PLUGINS.items() if n not in installed]
     specs = select_benchmarks(registry, benchmarks)
+    if quick and not benchmarks:  # each plugin's default: the benchmarks declaring a quick share
+        specs = [s for s in specs if s.quick] or specs
+    stray = _unmatched_settings(specs, settings)
+    if stray:
+        raise ConfigError(f"--set {', '.join(stray)}: no selected benchmark runs a component "
+                          "of that key; use training.<field>=V or <key>.<option>=V with a "
+                          "pretext, evaluator or baseline key the benchmark runs")
+    specs = [apply_settings(s, settings) for s in specs]
+    quick_steps = quick_plan(specs, budget_minutes) if quick else {}
     for option, wanted, field_name in (("--pretext", pretexts, "pretexts"),
                                        ("--baseline", baselines, "baselines"),
                                        ("--evaluator", evaluators, "evaluators")):
@@ -113,12 +298,35 @@ def run_bench(
         if unknown:  # a filter that matches nothing would silently drop every row
             raise ConfigError(f"{option} {', '.join(unknown)}: not run by the selected "
                               f"benchmark(s); they run {', '.join(offered) or '(none)'}")
-    for spec in specs:
-        _run_one(spec, out, registry, result, steps=steps, seeds=seeds, gpu=gpu,
-                 pretexts=pretexts, baselines=baselines, evaluators=evaluators)
+    plans = [_plan(s, quick, pretexts, baselines, evaluators) for s in specs]
+    progress = Progress(sum(len(p[0]) + len(p[1]) for p in plans))
+    from selfsup.runner import resolve_device
+
+    device = resolve_device("cuda" if gpu else "auto")
+    result.provenance = provenance(command, registry, device)
+    for spec, (keys, base_keys, eval_keys) in zip(specs, plans, strict=True):
+        t0 = time.perf_counter()
+        _run_one(spec, out, registry, result, progress,
+                 steps=quick_steps.get(spec.name) if steps is None else steps,
+                 steps_given=steps is not None, seeds=seeds, gpu=gpu,
+                 pretexts=keys, baselines=base_keys, evaluators=eval_keys, quick=quick)
+        result.benchmarks.setdefault(spec.name, {})["seconds"] = time.perf_counter() - t0
         write_results(result, out)  # after each benchmark, so a later failure loses nothing
     write_results(result, out)
     return result
+
+
+def _plan(spec: BenchmarkSpec, quick: bool, pretexts: Sequence[str] | None,
+          baselines: Sequence[str] | None, evaluators: Sequence[str] | None,
+          ) -> tuple[list[str], list[str], list[str]]:
+    """The pretexts, baselines and evaluators a benchmark runs, after filters."""
+    def pick(fname: str, wanted: Sequence[str] | None) -> list[str]:
+        own = tuple(getattr(spec, fname))
+        default = tuple(spec.quick.get(fname, own)) if quick else own
+        return [k for k in (default if wanted is None else wanted) if k in own]
+
+    return pick("pretexts", pretexts), pick("baselines", baselines), pick("evaluators",
+                                                                          evaluators)
 
 
 def write_results(result: BenchResult, out: Path) -> None:
@@ -128,26 +336,30 @@ def write_results(result: BenchResult, out: Path) -> None:
 
 
 def _run_one(
-    spec: BenchmarkSpec, out: Path, registry: Registry, result: BenchResult, *,
-    steps: int | None, seeds: Sequence[int], gpu: bool, pretexts: Sequence[str] | None,
-    baselines: Sequence[str] | None, evaluators: Sequence[str] | None,
+    spec: BenchmarkSpec, out: Path, registry: Registry, result: BenchResult,
+    progress: Progress, *, steps: int | None, steps_given: bool, seeds: Sequence[int],
+    gpu: bool, pretexts: Sequence[str], baselines: Sequence[str], evaluators: Sequence[str],
+    quick: bool,
 ) -> None:
     from selfsup.runner import build, eval_context, evaluate, resolve_device, run_experiment
 
     training = dict(spec.gpu_train if gpu and spec.gpu_train else spec.train)
-    training.setdefault("progress", False)
+    if quick and not gpu:
+        training.update(spec.quick.get("train", {}))
+    training.setdefault("progress", sys.stderr.isatty())  # the trainer's bar, nested
     if steps is not None:
         training["steps"] = steps
         training["warmup_steps"] = min(int(training.get("warmup_steps", 0)), max(0, steps // 10))
     training["checkpoint_every"] = 0
+    evaluator_options = {**spec.evaluator_options,
+                         **(spec.quick.get("evaluator_options", {}) if quick else {})}
     base = Experiment(
         name=spec.name,
         dataset=Component(spec.dataset, dict(spec.dataset_options)),
         encoder=Component(spec.encoder, dict(spec.encoder_options)),
         pretext=None,
         training=training,
-        evaluators=[Component(e, dict(spec.evaluator_options.get(e, {})))
-                    for e in spec.evaluators if not evaluators or e in evaluators],
+        evaluators=[Component(e, dict(evaluator_options.get(e, {}))) for e in evaluators],
         evaluation={"seeds": list(seeds)},
     )
     _say(f"{spec.name}: building dataset {spec.dataset}")
@@ -155,6 +367,12 @@ def _run_one(
     dataset = built.dataset
     device = resolve_device(str(training.get("device", "auto")))
     ctx = eval_context(base, built, device)
+    result.benchmarks[spec.name] = {
+        "headline": spec.headline, "direction": spec.direction, "dataset": spec.dataset,
+        "encoder": spec.encoder, "seeds": list(seeds), "steps": training.get("steps"),
+        "summary": spec.summary, "task": dataset.task.kind,
+        "fingerprint": dataset.fingerprint(), "figures": spec.figures,
+    }
 
     def attempt(row: str, work: Any) -> Any:
         """Run one row; record a skip (does not apply) or a failure (anything else)."""
@@ -168,45 +386,80 @@ def _run_one(
             _say(f"{spec.name}: FAILED {row}: {type(exc).__name__}: {exc}")
         return None
 
-    for key in spec.pretexts if pretexts is None else pretexts:
-        if key not in spec.pretexts:
-            continue
+    for key in pretexts:
+        t0 = time.perf_counter()
+        progress.start(spec.name, f"pretraining {key} for {training.get('steps')} steps, "
+                                  "then evaluating")
         encoder = attempt(key, lambda k=key: pretext_encoder(spec, registry.get("pretext", k),
                                                              registry))
-        if encoder is None:
-            continue
-        enc_comp = (base.encoder if encoder == spec.encoder else Component(encoder))
-        exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}", "encoder": enc_comp,
-                            "pretext": Component(key, dict(spec.pretext_options.get(key, {})))})
-        t0 = time.perf_counter()
-        _say(f"{spec.name}: pretraining {key} for {training.get('steps')} steps, then evaluating")
-        run = attempt(key, lambda e=exp, k=key: run_experiment(e, out / spec.name / k, registry,
-                                                                 dataset=dataset))
-        if run is None:
-            continue
-        result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
-                               time.perf_counter() - t0,
-                               note=f"final loss {run['train'].get('final_loss', nan):.4f}"
-                               + (f"; encoder {encoder}" if encoder != spec.encoder else "")))
+        run = None
+        if encoder is not None:
+            enc_comp = (base.encoder if encoder == spec.encoder else Component(encoder))
+            exp = Experiment(**{**base.__dict__, "name": f"{spec.name}/{key}",
+                                "encoder": enc_comp,
+                                "pretext": Component(key, dict(spec.pretext_options.get(key, {})))})
+            folder = out / spec.name / key
+            run = attempt(key, lambda e=exp, f=folder: run_experiment(e, f, registry,
+                                                                      dataset=dataset))
+        if run is not None:
+            run_notes = [f"final loss {run['train'].get('final_loss', nan):.4f}"]
+            if encoder != spec.encoder:
+                run_notes.append(f"encoder {encoder}")
+            run_notes += run.get("notes", [])
+            _save_map(run.get("encoder"), built, ctx, folder)
+            result.rows.append(Row(spec.name, key, "pretext", run["metrics"],
+                                   time.perf_counter() - t0, note="; ".join(run_notes),
+                                   folder=f"{spec.name}/{key}"))
+        progress.finish(spec.name, key, time.perf_counter() - t0)
 
     context = BaselineContext(encoder_factory=ctx.encoder_factory, eval=ctx,  # type: ignore[arg-type]
-                              seed=ctx.seeds[0])
-    for key in spec.baselines if baselines is None else baselines:
-        if key not in spec.baselines:
-            continue
+                              seed=ctx.seeds[0], steps=steps if steps_given else None)
+    for key in baselines:
         t0 = time.perf_counter()
-        _say(f"{spec.name}: baseline {key}")
+        progress.start(spec.name, f"baseline {key}")
+        folder = out / spec.name / f"baseline-{key}"
+        notes: list[str] = []
 
-        def measure(k: str = key) -> dict[str, float]:
+        def measure(k: str = key, f: Path = folder, notes: list[str] = notes,
+                    ) -> dict[str, float]:
             bspec: BaselineSpec = registry.get("baseline", k)
             check_baseline(bspec, built, registry)
-            model = bspec.build(dataset, context, **dict(spec.baseline_options.get(k, {})))
-            return evaluate(model.to(device), built, ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = bspec.build(dataset, context,
+                                    **dict(spec.baseline_options.get(k, {}))).to(device)
+            notes.extend(summarise_warnings(k, caught))
+            metrics = evaluate(model, built, ctx, notes=notes)
+            _save_map(model if bspec.offers(EMBEDDING) else None, built, ctx, f)
+            return metrics
 
         metrics = attempt(f"baseline {key}", measure)
         if metrics is not None:
             result.rows.append(Row(spec.name, f"baseline:{key}", "baseline", metrics,
-                                   time.perf_counter() - t0))
+                                   time.perf_counter() - t0, note="; ".join(notes),
+                                   folder=f"{spec.name}/baseline-{key}",
+                                   uses_labels=key in LABELLED_BASELINES))
+        progress.finish(spec.name, f"baseline {key}", time.perf_counter() - t0)
+
+
+def _save_map(model: Any, built: Any, ctx: Any, folder: Path) -> None:
+    """The test embeddings (a seeded subset) and labels, for the report's 2-D map."""
+    if model is None or built.dataset.task.kind not in ("classification", "regression"):
+        return
+    import numpy as np
+
+    from selfsup.evaluators.embeddings import extract_embeddings
+
+    split = "test" if "test" in built.dataset.splits else built.dataset.splits[-1]
+    try:
+        z, y = extract_embeddings(model, built.dataset, split, ctx)
+    except Exception as exc:  # the map is a picture; its absence loses no result
+        _say(f"no embedding map for {folder.name}: {type(exc).__name__}: {exc}")
+        return
+    rows = np.sort(np.random.default_rng(0).permutation(len(z))[:MAP_SAMPLES])
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "embeddings.npz", z=np.asarray(z)[rows].astype(np.float32),
+                        y=np.asarray(y)[rows], split=split)
 
 
 def pretext_encoder(spec: BenchmarkSpec, pretext: PretextSpec, registry: Registry) -> str:
@@ -248,32 +501,57 @@ def check_baseline(spec: BaselineSpec, built: Any, registry: Registry) -> None:
                                     f"evaluator {name!r} reads {face!r}")
 
 
-def _fmt(metrics: dict[str, float], key: str) -> str:
+def _fmt(metrics: Mapping[str, float], key: str) -> str:
+    """A metric's cell: ``mean ± std`` where a spread was measured, counts as integers.
+
+    No ``±`` for one seed or a deterministic metric (std 0): there is no spread to show.
+    """
     if key not in metrics:
         return "–"
     value, std = metrics[key], metrics.get(key + "_std")
-    if std is None and float(value).is_integer():
+    if is_count(key) and float(value).is_integer():
         return str(int(value))  # counts, such as the number of training labels
-    return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+    return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
+
+
+def is_count(key: str) -> bool:
+    """A bookkeeping count (``linear_probe.n_train@10%``), not a score."""
+    return key.rsplit(".", 1)[-1].split("@")[0].startswith("n_")
 
 
 def _metric_keys(rows: Sequence[Row]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r.metrics if not k.endswith("_std")))
 
 
-def _quality_keys(rows: Sequence[Row], most: int = 4) -> list[str]:
+def headline_keys(keys: Sequence[str], headline: str) -> list[str]:
+    """``headline`` and its label regimes (``headline@10%``) among ``keys``, in order."""
+    return [k for k in keys if headline and k.split("@")[0] == headline]
+
+
+def ordered_keys(rows: Sequence[Row], headline: str) -> tuple[list[str], list[str]]:
+    """(score columns with the headline's first, count columns)."""
+    keys = _metric_keys(rows)
+    scores = [k for k in keys if not is_count(k)]
+    first = headline_keys(scores, headline)
+    return first + [k for k in scores if k not in first], [k for k in keys if is_count(k)]
+
+
+def _quality_keys(rows: Sequence[Row], headline: str = "", most: int = 4) -> list[str]:
     """The metrics worth plotting: scores, not counts such as ``n_train``; macro-F1
     only where there is no accuracy beside it (it then repeats the accuracy's story)."""
-    keys = [k for k in _metric_keys(rows) if ".n_train" not in k]
+    keys, _ = ordered_keys(rows, headline)
     keys = [k for k in keys if "f1_macro" not in k or k.replace("f1_macro", "accuracy") not in keys]
     return keys[:most]
 
 
 def markdown_table(result: BenchResult) -> str:
     lines: list[str] = []
+    if result.quick:
+        lines += ["Quick run (`selfsup bench --quick`): headline methods, fewer steps, one "
+                  "seed; a first look, not the benchmark's numbers.", ""]
     for bench in dict.fromkeys(r.benchmark for r in result.rows):
         rows = [r for r in result.rows if r.benchmark == bench]
-        keys = _metric_keys(rows)
+        keys, counts = ordered_keys(rows, result.benchmarks.get(bench, {}).get("headline", ""))
         lines += [f"### {bench}", ""]
         lines.append("| method | " + " | ".join(keys) + " | time (s) |")
         lines.append("| --- " * (len(keys) + 2) + "|")
@@ -281,6 +559,14 @@ def markdown_table(result: BenchResult) -> str:
             cells = [_fmt(r.metrics, k) for k in keys]
             lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.seconds:.1f} |")
         lines.append("")
+        if counts:
+            lines += ["<details><summary>counts</summary>", ""]
+            lines.append("| method | " + " | ".join(counts) + " |")
+            lines.append("| --- " * (len(counts) + 1) + "|")
+            for r in rows:
+                lines.append(f"| {r.method} | "
+                             + " | ".join(_fmt(r.metrics, k) for k in counts) + " |")
+            lines += ["", "</details>", ""]
     if result.failed:
         lines += ["Failed (a bug to fix, not a result):", ""]
         lines += [f"- {s}" for s in result.failed] + [""]
@@ -301,7 +587,9 @@ def plot(result: BenchResult, path: Path) -> None:
     benches = list(dict.fromkeys(r.benchmark for r in result.rows))
     if not benches:
         return
-    panels = {b: _quality_keys([r for r in result.rows if r.benchmark == b]) for b in benches}
+    panels = {b: _quality_keys([r for r in result.rows if r.benchmark == b],
+                               result.benchmarks.get(b, {}).get("headline", ""))
+              for b in benches}
     ncols = max(1, max(len(k) for k in panels.values()))
     fig, axes = plt.subplots(len(benches), ncols, figsize=(3.6 * ncols + 1.5, 0.35 * 12 + 1),
                              squeeze=False)
@@ -323,7 +611,8 @@ def plot(result: BenchResult, path: Path) -> None:
                 lo, hi = min(finite), max(finite)
                 pad = max(0.02, 0.15 * (hi - lo))
                 ax.set_xlim(lo - pad, hi + pad)
-            ax.set_title(f"{bench}\n{key}" if j == 0 else key, fontsize=9)
+            title = f"{key}\n(axis zoomed, not from 0)"
+            ax.set_title(f"{bench}\n{title}" if j == 0 else title, fontsize=9)
             ax.invert_yaxis()
             if j:
                 ax.set_yticklabels([])

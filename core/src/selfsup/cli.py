@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate an exported encoder (a run folder)")
     ev.add_argument("run_dir", type=Path)
-    ev.add_argument("--evaluator", action="append", default=[], required=True,
-                    help="evaluator key (repeatable)")
+    ev.add_argument("--evaluator", action="append", default=[],
+                    help="evaluator key (repeatable; default: the run's own evaluators)")
     ev.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
 
     cmp = sub.add_parser("compare", help="representational alignment (CKA, RSA) of two "
@@ -87,18 +87,46 @@ def _parser() -> argparse.ArgumentParser:
                           "RSA cost N^2 memory)")
     cmp.add_argument("--seed", type=int, default=0)
 
-    b = sub.add_parser("bench", help="every installed plugin's default benchmark, one table")
+    b = sub.add_parser(
+        "bench", help="every installed plugin's default benchmark, one table",
+        description="Pretrain every pretext of each installed plugin's default benchmark, "
+        "evaluate it beside the benchmark's baselines, and write results.{json,md,png}, "
+        "summary.md and report.html to --out. --quick: each benchmark's headline methods "
+        "with fewer steps and one seed, about 15 minutes for every plugin on 2 CPU cores.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--benchmark", action="append", default=[],
                    help="benchmark key (repeatable; default: all plugins', else core.digits)")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
-    b.add_argument("--steps", type=int, help="override the training steps of every pretext")
-    b.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds")
+    b.add_argument("--quick", action="store_true",
+                   help="headline pretexts and baselines, fewer steps, seed 0 (labelled quick "
+                        "in the report)")
+    b.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="with --quick: scale the pretraining steps so the run takes about this "
+                        "long (implies --quick)")
+    b.add_argument("--steps", type=int,
+                   help="override the training steps of every pretext (and cap the "
+                        "supervised baseline's)")
+    b.add_argument("--seeds", default=None,
+                   help="comma-separated evaluation seeds (default 0,1,2; 0 with --quick)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="training.<field>=V for every pretext, or <key>.<option>=V for one "
+                        "pretext, evaluator or baseline, e.g. core.simclr.temperature=0.5")
+    b.add_argument("--no-report", action="store_true",
+                   help="skip summary.md and report.html (they take seconds to a minute)")
     b.add_argument("--pretext", action="append", default=[],
                    help="only these pretexts ('none': no pretext, baselines only)")
     b.add_argument("--baseline", action="append", default=[],
                    help="only these baselines ('none': no baseline)")
     b.add_argument("--evaluator", action="append", default=[], help="only these evaluators")
     b.add_argument("--gpu", action="store_true", help="use the benchmarks' larger GPU setting")
+
+    rp = sub.add_parser("report", help="one page from a bench folder (report.html, "
+                        "summary.md); with two folders, what changed from A to B")
+    rp.add_argument("bench_dir", type=Path, help="a 'selfsup bench --out' folder")
+    rp.add_argument("other", type=Path, nargs="?",
+                    help="a second bench folder: compare it against the first")
+    rp.add_argument("--out", type=Path, help="where the comparison goes (default: the second "
+                    "folder)")
     return p
 
 
@@ -221,8 +249,6 @@ def _experiment(args: argparse.Namespace, require_pretext: bool) -> Any:
     from selfsup.config import apply_overrides, load_toml, parse_experiment
 
     raw: dict[str, Any] = load_toml(args.config) if args.config else {}
-    if args.config is None:
-        raw["name"] = args.pretext.split(".")[-1] if args.pretext else "experiment"
     for key in ("dataset", "encoder", "pretext"):
         value = getattr(args, key)
         if value:
@@ -233,7 +259,13 @@ def _experiment(args: argparse.Namespace, require_pretext: bool) -> Any:
     overrides = list(args.set)
     if args.steps is not None:
         overrides.append(f"training.steps={args.steps}")
-    return parse_experiment(apply_overrides(raw, overrides), require_pretext=require_pretext)
+    raw = apply_overrides(raw, overrides)
+    if args.config is None and "name" not in raw:
+        # named after the pretext as finally set (--pretext or --set pretext.name=...)
+        pretext = raw.get("pretext")
+        pretext_name = pretext.get("name") if isinstance(pretext, dict) else pretext
+        raw["name"] = str(pretext_name).split(".")[-1] if pretext_name else "experiment"
+    return parse_experiment(raw, require_pretext=require_pretext)
 
 
 def _run_dir(args: argparse.Namespace, name: str) -> Path:
@@ -257,9 +289,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not is_main_process():  # under torchrun rank 0 reports
         return 0
     print(f"run folder: {run_dir}")
-    for key, value in sorted(result["metrics"].items()):
-        print(f"  {key}: {value:.4f}")
+    _print_metrics(result["metrics"], indent="  ")
+    for note in result.get("notes", []):
+        print(f"  note: {note}")
     return 0
+
+
+def _print_metrics(metrics: dict[str, float], indent: str = "") -> None:
+    from selfsup.bench import is_count
+
+    for key, value in sorted(metrics.items()):
+        shown = (str(int(value)) if is_count(key) and float(value).is_integer()
+                 else f"{value:.4f}")
+        print(f"{indent}{key}: {shown}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -268,14 +310,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from selfsup.rundir import append_eval
     from selfsup.runner import eval_context, evaluate, load_exported, resolve_device
 
-    exp, built = load_exported(args.run_dir, reg, evaluators=[Component(e) for e in args.evaluator])
+    chosen = [Component(e) for e in args.evaluator] if args.evaluator else None
+    exp, built = load_exported(args.run_dir, reg, evaluators=chosen)
     exp.evaluation["seeds"] = _seeds(args.seeds)
     device = resolve_device(str(exp.training.get("device", "auto")))
-    metrics = evaluate(built.encoder.to(device), built, eval_context(exp, built, device))
-    append_eval(args.run_dir, metrics, evaluators=list(args.evaluator),
+    notes: list[str] = []
+    metrics = evaluate(built.encoder.to(device), built, eval_context(exp, built, device), notes)
+    append_eval(args.run_dir, metrics, evaluators=list(built.evaluators),
                 seeds=exp.evaluation["seeds"])
-    for key, value in sorted(metrics.items()):
-        print(f"{key}: {value:.4f}")
+    _print_metrics(metrics)
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -378,18 +423,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     reg = _registry(args)
     from selfsup.bench import markdown_table, run_bench
 
+    quick = args.quick or args.budget is not None
+    seeds = _seeds(args.seeds if args.seeds is not None else "0" if quick else "0,1,2")
     result = run_bench(
         args.out, benchmarks=args.benchmark or None, registry=reg, steps=args.steps,
-        seeds=_seeds(args.seeds), gpu=args.gpu, pretexts=_selection(args.pretext),
+        seeds=seeds, gpu=args.gpu, pretexts=_selection(args.pretext),
         baselines=_selection(args.baseline), evaluators=args.evaluator or None,
+        quick=quick, budget_minutes=args.budget, settings=args.set,
+        command=["selfsup", *sys.argv[1:]],
     )
     print(markdown_table(result))
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "
           f"{args.out / 'results.png'}")
+    if not args.no_report:
+        from selfsup.report import verdict_table, verdicts, write_report
+
+        _, page = write_report(args.out)
+        rows = verdict_table(verdicts(result), result)
+        if len(rows) > 1:
+            print("\nWhere pretraining beats the best baseline:")
+            for row in rows[1:]:
+                print(f"  {row[0]} [{row[2]}]: {row[6]}: {row[3]} vs {row[4]} ({row[5]})")
+        print(f"report: {page}, {args.out / 'summary.md'}")
     if not result.ok:
         print(f"selfsup: error: {len(result.failed)} row(s) failed (listed under 'Failed' in "
               f"{args.out / 'results.md'})", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.other is None:
+        from selfsup.report import write_report
+
+        md, page = write_report(args.bench_dir)
+        print(md.read_text(encoding="utf-8").split("\n## Tables", 1)[0].rstrip())
+        print(f"\nreport: {page}, {md}")
+        return 0
+    from selfsup.report import write_comparison
+
+    md, page, _ = write_comparison(args.bench_dir, args.other, args.out)
+    print(md.read_text(encoding="utf-8").rstrip())
+    print(f"\ncomparison: {page}, {md}")
     return 0
 
 
@@ -402,6 +477,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
     "bench": cmd_bench,
+    "report": cmd_report,
 }
 
 

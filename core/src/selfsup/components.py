@@ -39,7 +39,11 @@ EMBEDDING = "embedding"  # embed(batch) -> [B, D]
 TOKENS = "tokens"  # tokens(batch) -> Tokens(states [B, T, D], mask [B, T])
 DENSE = "dense"  # dense(batch) -> one output per input element (see below)
 STAGES = "stages"  # stages(batch) -> [Tensor [B, D_1], ..., [B, D_L]], shallow to deep
-FACES: dict[str, str] = {EMBEDDING: "embed", TOKENS: "tokens", DENSE: "dense", STAGES: "stages"}
+#: masked_tokens(batch, hide) -> Tokens like tokens(batch), where no state depends on the
+#: content of a token whose ``hide`` [B, T] entry is True (masked-prediction pretexts)
+MASKED_TOKENS = "masked_tokens"
+FACES: dict[str, str] = {EMBEDDING: "embed", TOKENS: "tokens", DENSE: "dense", STAGES: "stages",
+                         MASKED_TOKENS: "masked_tokens"}
 
 
 def check_name(what: str, value: object) -> str:
@@ -293,6 +297,8 @@ class BaselineContext:
     encoder_factory: Callable[[], nn.Module]
     eval: EvalContext
     seed: int = 0
+    #: ``selfsup bench --steps N``: a trained baseline takes at most N optimiser steps
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -418,8 +424,15 @@ class EncoderSpec(_OffersFaces):
     point, k-space models their image. ``stages(batch)`` the encoder's intermediate
     representations, one ``[B, D_l]`` tensor per stage from shallow to deep, the last
     being ``embed(batch)`` (what layer-wise comparison and stage-wise distillation
-    read; a convolutional stage pools its feature map). ``forward(batch)`` returns
-    the first face.
+    read; a convolutional stage pools its feature map). ``masked_tokens(batch, hide)``
+    (``hide``: ``[B, T]`` bool, ``T`` and the padding mask those of ``tokens(batch)``)
+    gives a :class:`Tokens` like ``tokens(batch)`` in which no state depends on the
+    content of a token where ``hide`` is True: the encoder replaces that token's input
+    embedding by a learned mask embedding before anything mixes tokens, keeping its
+    position; with ``hide`` all False it equals ``tokens(batch)``. An encoder offering
+    it offers ``tokens`` too, and never as its first face (``forward`` takes no
+    ``hide``); masked-prediction pretexts (``core.jepa``) train it. ``forward(batch)``
+    returns the first face.
     The module has an int ``embed_dim`` (the width D of its embeddings or tokens,
     or the channels C of a dense-only model). A plugin may add a namespaced face
     (``graph.learned_edges``) that its own pretexts need; it documents the methods.
@@ -475,6 +488,14 @@ class BaselineSpec(_OffersFaces):
     task_kinds: tuple[str, ...] = ("*",)
 
 
+#: Which way a benchmark's headline metric is better.
+DIRECTIONS: tuple[str, ...] = ("higher", "lower")
+#: The keys of ``BenchmarkSpec.quick``.
+QUICK_FIELDS: tuple[str, ...] = (
+    "pretexts", "baselines", "evaluators", "evaluator_options", "train", "seconds",
+)
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A plugin's default benchmark for ``selfsup bench``.
@@ -483,12 +504,26 @@ class BenchmarkSpec:
     pretext keys to pretrain (each with ``pretext_options[key]``); a pretext whose
     face the benchmark's encoder does not offer trains the one encoder of the
     pretext's own plugin that offers it (an error if none or several do).
-    ``evaluators``: evaluator keys, with ``evaluator_options[key]``; the first
-    metric of ``headline`` decides the table's order. ``baselines``: baseline keys
-    (``selfsup list baseline``), with ``baseline_options[key]``, e.g. a smaller
-    ``{"core.supervised": {"epochs": 20}}`` budget. ``train``: fields of
+    ``evaluators``: evaluator keys, with ``evaluator_options[key]``. ``baselines``:
+    baseline keys (``selfsup list baseline``), with ``baseline_options[key]``, e.g. a
+    smaller ``{"core.supervised": {"epochs": 20}}`` budget. ``train``: fields of
     :class:`selfsup.trainer.TrainConfig` for the CPU setting (minutes on 2 cores);
     ``gpu_train``: the larger documented setting (``selfsup bench --gpu``).
+
+    ``headline``: the metric a reader judges the benchmark by, as its key without a
+    label regime (``"linear_probe.accuracy"``; the report also reads its label
+    regimes ``linear_probe.accuracy@10%``), and ``direction``: ``"higher"`` or
+    ``"lower"`` is better. ``quick``: the benchmark's share of ``selfsup bench
+    --quick``: ``pretexts``, ``baselines``, ``evaluators`` (subsets of the above),
+    ``evaluator_options``, ``train`` (overrides of ``train``, typically fewer steps)
+    and ``seconds`` (its measured wall time on 2 CPU cores, which ``--budget`` scales
+    the steps by).
+
+    ``figures``: optional ``"module:function"`` that draws the benchmark's own
+    figures for ``selfsup report`` (restoration panels, depth views, spectrograms):
+    ``function(bench_dir: Path, rows: list[dict]) -> list[tuple[str, Figure]]``
+    gets the bench folder and this benchmark's result rows and returns titled
+    matplotlib figures; it imports what it needs when called.
     """
 
     name: str
@@ -505,11 +540,29 @@ class BenchmarkSpec:
     baseline_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     gpu_train: Mapping[str, Any] = field(default_factory=dict)
+    headline: str = ""
+    direction: str = "higher"
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    figures: str = ""
 
     def __post_init__(self) -> None:
         for fname in ("pretexts", "evaluators", "baselines"):
             if isinstance(getattr(self, fname), str):
                 raise TypeError(f"{self.name}: BenchmarkSpec.{fname} must be a tuple of keys")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"{self.name}: BenchmarkSpec.direction must be one of "
+                             f"{DIRECTIONS}, got {self.direction!r}")
+        unknown = sorted(set(self.quick) - set(QUICK_FIELDS))
+        if unknown:
+            raise ValueError(f"{self.name}: BenchmarkSpec.quick takes {list(QUICK_FIELDS)}, "
+                             f"not {unknown}")
+        for fname in ("pretexts", "evaluators", "baselines"):
+            if isinstance(self.quick.get(fname, ()), str):
+                raise TypeError(f"{self.name}: BenchmarkSpec.quick[{fname!r}] must be a tuple")
+            stray = sorted(set(self.quick.get(fname, ())) - set(getattr(self, fname)))
+            if stray:
+                raise ValueError(f"{self.name}: BenchmarkSpec.quick[{fname!r}] names {stray}, "
+                                 f"which the benchmark does not run")
         for fname, keys in (("pretext_options", self.pretexts),
                             ("evaluator_options", self.evaluators),
                             ("baseline_options", self.baselines)):

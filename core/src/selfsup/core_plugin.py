@@ -204,5 +204,10 @@ def register_benchmarks(register: Register) -> None:
             "probed against input pixels, a random-init and a supervised MLP",
             train={"steps": 300, "batch_size": 256, "lr": 2e-3, "warmup_steps": 20},
             gpu_train={"steps": 3000, "batch_size": 512, "lr": 2e-3, "warmup_steps": 100},
+            headline="linear_probe.accuracy",
+            quick={"pretexts": ("core.simclr", "core.vicreg"),
+                   "baselines": ("core.input", "core.random_init"),
+                   "evaluators": ("core.linear_probe", "core.knn"),
+                   "train": {"steps": 150}, "seconds": 40},
         )
     )

@@ -42,14 +42,12 @@ HOOKS: dict[str, str] = {  # hook name -> component kind it registers
     "register_baselines": "baseline",
     "register_benchmarks": "benchmark",
 }
-#: namespaces of the plugins this project ships, for "install X" hints
+#: namespaces of the plugins this project has released, for "install X" hints and the
+#: bench's "Plugins not installed" line; a plugin joins when its distribution exists
 KNOWN_PLUGINS: dict[str, str] = {
     "medical": "selfsup-medical",
     "graph": "selfsup-graph",
-    "audio": "selfsup-audio",
-    "vision3d": "selfsup-vision3d",
     "molecular": "selfsup-molecular",
-    "remote_sensing": "selfsup-remote-sensing",
 }
 
 

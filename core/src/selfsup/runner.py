@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,14 +139,39 @@ def eval_context(exp: Experiment, built: Built, device: str) -> EvalContext:
     )
 
 
-def evaluate(encoder: nn.Module, built: Built, ctx: EvalContext) -> dict[str, float]:
+def evaluate(encoder: nn.Module, built: Built, ctx: EvalContext,
+             notes: list[str] | None = None) -> dict[str, float]:
+    """Every evaluator's metrics on ``encoder``.
+
+    Warnings raised inside an evaluator (scikit-learn's ConvergenceWarning, SciPy's
+    LinAlgWarning on a near-singular system, ...) do not reach stderr: they are
+    counted per kind and appended to ``notes`` (e.g. a bench row's note), or
+    logged when no list is given.
+    """
     metrics: dict[str, float] = {}
     for name, evaluator in built.evaluators.items():
         t0 = time.perf_counter()
-        result = evaluator(encoder, built.dataset, ctx)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = evaluator(encoder, built.dataset, ctx)
+        found = summarise_warnings(name, caught)
+        if notes is not None:
+            notes.extend(found)
+        for line in found if notes is None else ():
+            log.warning("%s", line)
         metrics.update({k: float(v) for k, v in result.items()})
         log.info("%s done in %.1f s", name, time.perf_counter() - t0)
     return metrics
+
+
+def summarise_warnings(owner: str, caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """One note per kind of warning a step raised (counted), instead of a flood on stderr."""
+    counts: dict[tuple[str, str], int] = {}
+    for w in caught:
+        first = str(w.message).strip().splitlines()[0][:120] if str(w.message).strip() else ""
+        key = (w.category.__name__, first)
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{owner}: {n}x {cat}: {msg}" for (cat, msg), n in counts.items()]
 
 
 def online_knn(built: Built, device: str) -> Any:
@@ -215,9 +241,10 @@ def run_experiment(
             "resumed_from": result.resumed_from,
         }
     encoder = built.encoder.to(device)
-    metrics = evaluate(encoder, built, eval_context(exp, built, device)) if main else {}
-    out = {"name": exp.name, "metrics": metrics, "train": train_info,
-           "seconds": time.perf_counter() - t0}
+    notes: list[str] = []
+    metrics = evaluate(encoder, built, eval_context(exp, built, device), notes) if main else {}
+    out = {"name": exp.name, "metrics": metrics, "train": train_info, "notes": notes,
+           "seconds": time.perf_counter() - t0, "encoder": encoder}
     if main:
         rundir.append_eval(run_dir, metrics, evaluators=[e.name for e in exp.evaluators])
         export_encoder(encoder, run_dir, resolved, built, metrics)
@@ -302,7 +329,7 @@ def load_exported(
 ) -> tuple[Experiment, Built]:
     """Rebuild an exported encoder from its card and weights (no code is unpickled).
 
-    ``evaluators`` replace those of the original experiment.
+    ``evaluators`` replace those of the original experiment (None keeps its own).
     """
     from safetensors.torch import load_model
 
@@ -311,6 +338,8 @@ def load_exported(
     run_dir = Path(run_dir)
     card_path = run_dir / rundir.ENCODER_CARD
     weights = run_dir / rundir.ENCODER_WEIGHTS
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} does not exist")
     if not card_path.is_file():
         raise ConfigError(f"{run_dir} holds no exported encoder (encoder.json); run pretrain first")
     try:

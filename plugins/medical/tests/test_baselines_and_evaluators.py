@@ -327,12 +327,7 @@ def test_dice_finetune_learns_disks_and_reports_scratch() -> None:
     ctx = EvalContext(seeds=(0,), encoder_factory=lambda: MedUNet(2, 1, 2, features=SMALL))
     before = [p.detach().clone() for p in model.parameters()]
     metrics = S.build(n_labelled=[2], epochs=15, lr=1e-2)(model, ds, ctx)
-    assert set(metrics) == {
-        "dice_finetune.dice@2",
-        "dice_finetune.dice@2_std",
-        "dice_finetune.scratch_dice@2",
-        "dice_finetune.scratch_dice@2_std",
-    }
+    assert set(metrics) == {"dice_finetune.dice@2", "dice_finetune.scratch_dice@2"}  # one seed
     assert metrics["dice_finetune.dice@2"] > 0.5
     assert 0.0 <= metrics["dice_finetune.scratch_dice@2"] <= 1.0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not modified

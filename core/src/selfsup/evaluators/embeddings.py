@@ -235,8 +235,8 @@ def fraction_suffix(fraction: float) -> str:
 def summarise_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Mean of each metric over seeds, and its sample std under ``key + "_std"``.
 
-    The std uses ``ddof=1`` (the spread one would expect from another seed) and
-    is 0.0 for a single seed rather than NaN, so tables stay numeric.
+    The std uses ``ddof=1`` (the spread one would expect from another seed). With a
+    single seed there is no spread, and no ``_std`` key: tables show none.
     """
     if not per_seed:
         raise ValueError("no per-seed results to summarise; ctx.seeds is empty")
@@ -244,7 +244,8 @@ def summarise_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]
     for key in per_seed[0]:
         values = np.asarray([result[key] for result in per_seed], dtype=np.float64)
         out[key] = float(values.mean())
-        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        if len(values) > 1:
+            out[f"{key}_std"] = float(values.std(ddof=1))
     return out
 
 

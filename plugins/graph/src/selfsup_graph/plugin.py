@@ -400,6 +400,11 @@ def register_benchmarks(register: Register) -> None:
             baselines=(*NODE_BASELINES, "graph.pca"),
             train=NODE_TRAIN,
             gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
+            headline="linear_probe.accuracy",
+            quick={"pretexts": ("graph.grace", "graph.dgi"),
+                   "baselines": ("core.random_init", "graph.pca"),
+                   "evaluators": ("core.linear_probe",), "train": {"steps": 100},
+                   "seconds": 60},
         )
     )
     register(
@@ -416,6 +421,7 @@ def register_benchmarks(register: Register) -> None:
             baselines=NODE_BASELINES,
             train=NODE_TRAIN,
             gpu_train={**NODE_TRAIN, "steps": 2000, "device": "cuda"},
+            headline="linear_probe.accuracy",
         )
     )
     register(
@@ -429,6 +435,7 @@ def register_benchmarks(register: Register) -> None:
             evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
             summary="graph classification: which motif is planted in each of 600 random trees",
             baselines=NODE_BASELINES,
+            headline="linear_probe.accuracy",
             train={
                 "steps": 200,
                 "batch_size": 64,

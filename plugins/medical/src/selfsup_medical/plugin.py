@@ -462,6 +462,7 @@ def register_benchmarks(register: Register) -> None:
                     baselines=MRI_BASELINES,
                     train=RESTORATION_TRAIN,
                     gpu_train={**RESTORATION_TRAIN, "steps": 3000, "device": "cuda"},
+                    headline="restoration.psnr",
                 )
             )
     register(
@@ -489,6 +490,10 @@ def register_benchmarks(register: Register) -> None:
             ),
             train=RESTORATION_TRAIN,
             gpu_train={**RESTORATION_TRAIN, "steps": 3000, "device": "cuda"},
+            headline="restoration.psnr",
+            quick={"pretexts": ("medical.noise2score", "medical.filter2noise"),
+                   "baselines": ("medical.identity", "medical.bilateral"),
+                   "train": {"steps": 100}, "seconds": 120},
         )
     )
     register(
@@ -513,6 +518,7 @@ def register_benchmarks(register: Register) -> None:
             # core.supervised keeps core's 60 epochs: 41 of the 59 minutes of the last CPU
             # run; a smaller budget (baseline_options) would change its BENCHMARKS.md number
             baselines=("core.input", "core.random_init", "core.supervised"),
+            headline="linear_probe.accuracy",
             train={"steps": 200, "batch_size": 4, "lr": 1e-3, "warmup_steps": 10},
             gpu_train={
                 "steps": 3000,
@@ -533,6 +539,7 @@ def register_benchmarks(register: Register) -> None:
             summary="few-label 3D segmentation (1, 2, 5 labelled volumes) after pretraining, "
             "against the same U-Net from scratch",
             baselines=(),
+            headline="dice_finetune.dice",
             train={"steps": 200, "batch_size": 4, "lr": 1e-3, "warmup_steps": 10},
             gpu_train={
                 "steps": 3000,

@@ -190,5 +190,11 @@ def register_benchmarks(register: Register) -> None:
                        "molecular.rdkit_descriptors"),
             train={"steps": 200, "batch_size": 64, "lr": 5e-4, "warmup_steps": 20},
             gpu_train={"steps": 5000, "batch_size": 256, "lr": 5e-4, "warmup_steps": 250},
+            headline="linear_probe.rmse",
+            direction="lower",
+            quick={"pretexts": ("molecular.mlm", "core.simclr"),
+                   "baselines": ("core.random_init", "molecular.morgan"),
+                   "evaluators": ("core.linear_probe",), "train": {"steps": 100},
+                   "seconds": 120},
         )
     )
