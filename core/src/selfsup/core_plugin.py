@@ -62,6 +62,10 @@ _OBJECTIVES = {
     "vicreg": "VICReg variance-invariance-covariance (Bardes et al., ICLR 2022)",
     "byol": "BYOL with an EMA target network (Grill et al., NeurIPS 2020)",
     "simsiam": "SimSiam stop-gradient siamese network (Chen & He, CVPR 2021)",
+    "g_simclr": "G-SimCLR: NT-Xent whose negatives skip the anchor's k-means pseudo-class, "
+                "from a denoising autoencoder or the encoder (Chakraborty et al., ICDM-W 2020)",
+    "groco": "GroCo: positives ranked above the hardest negatives by a differentiable sorting "
+             "network (Shvetsova et al., ICCV 2023)",
 }
 
 
@@ -175,6 +179,8 @@ def register_benchmarks(register: Register) -> None:
                 "core.byol",
                 "core.simsiam",
                 "core.directpred",
+                "core.g_simclr",
+                "core.groco",
                 # needs masked_tokens, which core.mlp lacks: bench trains it on core's
                 # one encoder that offers it, core.patch_transformer
                 "core.jepa",
@@ -194,6 +200,9 @@ def register_benchmarks(register: Register) -> None:
                 "core.simsiam": {"proj_hidden_dim": 512, "proj_out_dim": 512,
                                  "pred_hidden_dim": 128},
                 "core.directpred": {"proj_hidden_dim": 512, "proj_out_dim": 512},
+                "core.g_simclr": {"proj_hidden_dim": 512, "proj_out_dim": 128,
+                                  "temperature": 0.2},
+                "core.groco": {"proj_hidden_dim": 512, "proj_out_dim": 128},
             },
             evaluator_options={
                 "core.linear_probe": {"label_fractions": [1.0, 0.1]},
