@@ -1,4 +1,5 @@
-"""Sessions: lint, typecheck, tests-<distribution> (one per distribution), integration, bench.
+"""Sessions: lint, typecheck, tests-<distribution> (one per distribution), integration,
+report-browser, bench.
 
 Each ``tests-*`` session installs core plus one distribution into its own virtual
 environment, so a dependency a plugin forgot to declare shows up there. Plugins
@@ -7,6 +8,8 @@ are discovered from ``plugins/*/pyproject.toml``: a new plugin needs no edit her
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -20,7 +23,7 @@ PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 
 nox.options.sessions = ["lint", "typecheck", *[f"tests-{d}" for d in DISTRIBUTIONS],
-                        "integration"]
+                        "integration", "report-browser"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -74,6 +77,28 @@ def integration(session: nox.Session) -> None:
     _install(session, *PLUGINS)
     session.install("setuptools>=77")
     session.run("pytest", "tests", *session.posargs, env={"SELFSUP_STRICT_PLUGINS": "1"})
+
+
+@nox.session(name="report-browser")
+def report_browser(session: nox.Session) -> None:
+    """The report as a user sees it: a short core bench, then headless Chromium opens
+    its report.html and fails on a console error, a broken image or a blank page.
+
+    Chromium is Debian's ``chromium`` package, installed here when missing (as root).
+    """
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        if os.geteuid() != 0:
+            session.error("report-browser needs Debian's chromium: apt-get install chromium")
+        session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium",
+                    external=True)
+    _install(session)
+    out = Path(session.create_tmp()) / "bench"
+    session.run("selfsup", "bench", "--benchmark", "core.digits", "--steps", "5", "--seeds",
+                "0,1", "--pretext", "core.simclr", "--pretext", "core.vicreg", "--baseline",
+                "core.input", "--baseline", "core.random_init", "--evaluator",
+                "core.linear_probe", "--out", str(out), env={"OMP_NUM_THREADS": "1"})
+    session.run("python", "tests/report_browser.py", str(out / "report.html"),
+                "--screenshot", str(out / "report.png"))
 
 
 @nox.session

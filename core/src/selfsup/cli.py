@@ -443,7 +443,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if len(rows) > 1:
             print("\nWhere pretraining beats the best baseline:")
             for row in rows[1:]:
-                print(f"  {row[0]} [{row[2]}]: {row[6]}: {row[3]} vs {row[4]} ({row[5]})")
+                print(f"  {row[0]} [{row[2]} labels]: {row[6]}: {row[3]} vs {row[4]}, "
+                      f"difference {row[5]}")
         print(f"report: {page}, {args.out / 'summary.md'}")
     if not result.ok:
         print(f"selfsup: error: {len(result.failed)} row(s) failed (listed under 'Failed' in "
