@@ -11,7 +11,7 @@ Contracts (:mod:`selfsup.components`)
     ``EvalContext``, ``Evaluator``, ``BaselineContext``, ``Tokens``; the core
     modalities (``VECTOR``, ``IMAGE2D``, ``VOLUME3D``, ``KSPACE``, ``GRAPH_NODE``,
     ``GRAPH_GRAPH``, ``SMILES``, ``ANY_MODALITY``) and faces (``EMBEDDING``,
-    ``TOKENS``, ``DENSE``, ``STAGES``, ``FACES``); ``hookimpl``.
+    ``TOKENS``, ``DENSE``, ``STAGES``, ``MASKED_TOKENS``, ``FACES``); ``hookimpl``.
 Options (:mod:`selfsup.options`)
     ``option``, ``parse_options``, ``check_value``, ``describe_options`` and the checks.
 Errors (:mod:`selfsup.errors`)
@@ -25,7 +25,8 @@ Building blocks (import torch on first use)
     core's generic baselines as modules (``InputFeatures``, ``Constant``).
 Running (import torch on first use)
     ``Registry``, ``get_registry``, ``TrainConfig``, ``Trainer``, ``Experiment``,
-    ``Component``, ``run_experiment``, ``run_bench``, ``cli_main``.
+    ``Component``, ``run_experiment``, ``load_exported`` (an exported run's
+    experiment and rebuilt encoder), ``run_bench``, ``cli_main``.
 Testing (import torch on first use)
     the conformance kit: ``check_plugin``, ``check_dataset``, ``check_encoder``,
     ``check_pretext``, ``ConformanceError``.
@@ -46,6 +47,7 @@ from selfsup.components import (
     GRAPH_NODE,
     IMAGE2D,
     KSPACE,
+    MASKED_TOKENS,
     SMILES,
     STAGES,
     TASK_KINDS,
@@ -120,6 +122,7 @@ _LAZY: dict[str, str] = {
     "Experiment": "selfsup.config:Experiment",
     "Component": "selfsup.config:Component",
     "run_experiment": "selfsup.runner:run_experiment",
+    "load_exported": "selfsup.runner:load_exported",
     "run_bench": "selfsup.bench:run_bench",
     "cli_main": "selfsup.cli:main",
     "check_plugin": "selfsup.testing:check_plugin",
@@ -147,8 +150,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY_MODALITY", "COMMON_MODALITIES", "DENSE", "EMBEDDING", "FACES", "GRAPH_GRAPH",
-    "GRAPH_NODE", "IMAGE2D", "KSPACE", "SMILES", "STAGES", "TASK_KINDS", "TOKENS", "VECTOR",
-    "VOLUME3D",
+    "GRAPH_NODE", "IMAGE2D", "KSPACE", "MASKED_TOKENS", "SMILES", "STAGES", "TASK_KINDS",
+    "TOKENS", "VECTOR", "VOLUME3D",
     "BaselineContext", "BaselineSpec", "BenchmarkSpec", "Check", "ConfigError", "DatasetSpec",
     "EncoderSpec", "EvalContext", "Evaluator", "EvaluatorSpec", "IncompatibleError",
     "NotApplicable", "PretextSpec", "PretextTask", "SSLDataset", "SelfsupError", "TaskSpec",

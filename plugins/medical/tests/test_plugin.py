@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,19 @@ def test_selfsup_run_denoises_low_dose_ct(tmp_path: Path) -> None:
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "restoration.psnr" in summary and "restoration.ssim" in summary
     assert (tmp_path / "run" / "encoder.safetensors").is_file()
+
+
+def test_report_draws_the_ct_panels_from_a_bench_folder(tmp_path: Path) -> None:
+    """``BenchmarkSpec.figures``: the report shows one test slice through every method."""
+    from selfsup_medical import figures
+
+    assert main(["bench", "--benchmark", "medical.ct_denoise", "--steps", "2", "--seeds", "0",
+                 "--pretext", "medical.blind_spot", "--baseline", "medical.identity",
+                 "--set", "training.batch_size=2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    [(title, fig)] = figures.ct_denoise(tmp_path, rows)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert "PSNR" in title and len(titles) == 4  # input, blind spot, identity, reference
+    assert titles[1].startswith("medical.blind_spot\n") and titles[1].endswith(" dB")
+    page = (tmp_path / "report.html").read_text()
+    assert "One CT test slice through every method" in page

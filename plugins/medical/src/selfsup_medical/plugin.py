@@ -463,6 +463,7 @@ def register_benchmarks(register: Register) -> None:
                     train=RESTORATION_TRAIN,
                     gpu_train={**RESTORATION_TRAIN, "steps": 3000, "device": "cuda"},
                     headline="restoration.psnr",
+                    figures="selfsup_medical.figures:mri",
                 )
             )
     register(
@@ -491,6 +492,7 @@ def register_benchmarks(register: Register) -> None:
             train=RESTORATION_TRAIN,
             gpu_train={**RESTORATION_TRAIN, "steps": 3000, "device": "cuda"},
             headline="restoration.psnr",
+            figures="selfsup_medical.figures:ct_denoise",
             quick={"pretexts": ("medical.noise2score", "medical.filter2noise"),
                    "baselines": ("medical.identity", "medical.bilateral"),
                    "train": {"steps": 100}, "seconds": 120},
