@@ -187,6 +187,24 @@ def test_cli_run_pretrain_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["evaluate", str(tmp_path / "r2"), "--evaluator", "core.kmeans",
                  "--seeds", "0"]) == 0
     assert "kmeans.nmi" in capsys.readouterr().out
+    # without --evaluator: the run's own (EXPERIMENT's linear probe); counts print as counts
+    assert main(["evaluate", str(tmp_path / "r1"), "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "linear_probe.accuracy: 0." in out
+    assert re.search(r"linear_probe\.n_train: \d+\n", out)
+    assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
+    assert "run folder" in (err := capsys.readouterr().err) and "does not exist" in err
+
+
+def test_cli_run_folder_is_named_after_the_pretext_as_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--dataset", "core.digits", "--encoder", "core.mlp",
+                 "--pretext", "core.simsiam", "--set", "pretext.name=core.vicreg",
+                 "--set", "pretext.proj_hidden_dim=32", "--set", "pretext.proj_out_dim=32",
+                 "--set", "training.progress=false", "--steps", "2"]) == 0
+    [run] = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("vicreg-")
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 from selfsup.components import (
     ANY_MODALITY,
     EMBEDDING,
+    MASKED_TOKENS,
     STAGES,
+    TOKENS,
     VECTOR,
     BaselineSpec,
     BenchmarkSpec,
@@ -54,6 +56,18 @@ def register_encoders(register: Register) -> None:
             faces=(EMBEDDING, STAGES),
         )
     )
+    register(
+        EncoderSpec(
+            "core.patch_transformer",
+            "selfsup.encoders.patch_transformer:build",
+            (VECTOR,),
+            "small pre-norm transformer over contiguous patches of a flat vector (digits: "
+            "16 tokens of 4 pixels); mean-pooled embedding; offers masked_tokens for "
+            "masked-prediction pretexts",
+            options={"patch_size": 4, "embed_dim": 64, "depth": 2, "n_heads": 4},
+            faces=(EMBEDDING, TOKENS, MASKED_TOKENS),
+        )
+    )
 
 
 _OBJECTIVES = {
@@ -71,6 +85,18 @@ _OBJECTIVES = {
 
 @hookimpl
 def register_pretext_tasks(register: Register) -> None:
+    register(
+        PretextSpec(
+            "core.jepa",
+            "selfsup.objectives.jepa:build",
+            (ANY_MODALITY,),
+            "JEPA self-distillation (I-JEPA, Assran et al., CVPR 2023): a predictor regresses "
+            "an EMA target encoder's token states of hidden blocks of tokens from the "
+            "visible ones; needs the masked_tokens face, no views",
+            face=MASKED_TOKENS,
+            needs_views=False,
+        )
+    )
     for name, summary in _OBJECTIVES.items():
         register(
             PretextSpec(

@@ -11,8 +11,10 @@ It loads the plugin through its entry point in strict mode and checks that every
 component it registers honours the contracts of :mod:`selfsup.api`: namespaced
 keys, resolvable factories, valid modality and face names; datasets that build,
 collate, and give deterministic, stochastic views of the batch's own structure and
-shapes; encoders whose every declared face (``embed``, ``tokens``, ``dense``) has
-the documented shape, is finite, and whose ``forward`` is the first face; pretext
+shapes; encoders whose every declared face (``embed``, ``tokens``, ``dense``,
+``stages``, ``masked_tokens``) has the documented shape, is finite, and whose
+``forward`` is the first face, and whose ``masked_tokens`` hides what it is told to
+(:func:`check_masked_tokens`); pretext
 tasks (the plugin's own, and core's SimCLR and Barlow Twins on every dataset with
 views) whose loss is a finite scalar that sends gradients into the encoder;
 evaluators and baselines that resolve; benchmarks that name registered components
@@ -28,6 +30,7 @@ from typing import Any
 from selfsup.components import (
     EMBEDDING,
     FACES,
+    MASKED_TOKENS,
     STAGES,
     TOKENS,
     BenchmarkSpec,
@@ -113,8 +116,12 @@ def check_encoder(spec: EncoderSpec, dataset: SSLDataset, **options: Any) -> Any
             if method is None or not callable(method):
                 raise ConformanceError(f"{spec.name}: declares the {face!r} face but has no "
                                        f"method {FACES[face]}(batch)")
+            if face == MASKED_TOKENS:
+                continue  # checked against tokens(batch) below
             outputs[face] = out = method(batch)
             _check_face(spec.name, face, out, dim, dataset.batch_rows(batch))
+        if MASKED_TOKENS in spec.faces:
+            check_masked_tokens(spec, enc, batch, dim, dataset.batch_rows(batch))
         first = spec.faces[0]
         if first in outputs:
             z = enc(batch)
@@ -138,14 +145,15 @@ def _check_face(key: str, face: str, out: Any, dim: int, rows: int) -> None:
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape != (rows, dim):
             _fail(key, f"embed(batch) returned {shape(out)}, expected [B={rows}, {dim}]")
         values = out
-    elif face == TOKENS:
+    elif face in (TOKENS, MASKED_TOKENS):
+        call = "tokens(batch)" if face == TOKENS else "masked_tokens(batch, hide)"
         if not isinstance(out, Tokens):
-            _fail(key, f"tokens(batch) must return selfsup.api.Tokens, got {type(out).__name__}")
+            _fail(key, f"{call} must return selfsup.api.Tokens, got {type(out).__name__}")
         st, mask = out.states, out.mask
         if st.ndim != 3 or st.shape[2] != dim:
-            _fail(key, f"tokens(batch).states is {shape(st)}, expected [B, T, {dim}]")
+            _fail(key, f"{call}.states is {shape(st)}, expected [B, T, {dim}]")
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(st.shape[:2]):
-            _fail(key, f"tokens(batch).mask must be bool [B, T] = {tuple(st.shape[:2])}, got "
+            _fail(key, f"{call}.mask must be bool [B, T] = {tuple(st.shape[:2])}, got "
                        f"{mask.dtype} {shape(mask)}")
         values = out.flat()
     elif face == STAGES:
@@ -165,6 +173,118 @@ def _check_face(key: str, face: str, out: Any, dim: int, rows: int) -> None:
         values = out
     if not torch.isfinite(values).all():
         _fail(key, f"the {face!r} face returned non-finite values")
+
+
+def check_masked_tokens(spec: EncoderSpec, enc: Any, batch: Any, dim: int, rows: int) -> None:
+    """The ``masked_tokens`` face of an encoder in eval mode, against ``tokens(batch)``.
+
+    Shapes and mask equal those of ``tokens(batch)``; ``hide`` all False gives
+    ``tokens(batch)``; and, with a seeded ``hide`` of about half the real tokens, no
+    state depends on hidden content. That last check needs to know which input is
+    whose content, which only some batch formats say (a tensor batch or a dict of
+    tensors; other batches get the first two checks only):
+
+    * an integer tensor of the tokens' shape ``[B, T]`` (token ids) is per-token
+      content: shuffling its values among the hidden positions changes no state;
+    * a float tensor's elements are each some token's content (patches, node
+      features), so an element whose gradient reaches the states under ``hide`` must
+      not also reach them under the complementary ``hide`` (the other half of the
+      real tokens hidden); an encoder that mixes tokens before it masks fails this.
+    """
+    import torch
+
+    if TOKENS not in spec.faces:
+        _fail(spec.name, "offers 'masked_tokens' without 'tokens'; masked_tokens(batch, hide) "
+                         "is defined against tokens(batch), declare both")
+    if spec.faces[0] == MASKED_TOKENS:
+        _fail(spec.name, "'masked_tokens' cannot be the first face: forward(batch) takes no "
+                         "hide; put 'embedding' or 'tokens' first")
+    ref = enc.tokens(batch)
+    real = ref.mask
+    none = enc.masked_tokens(batch, torch.zeros_like(real))
+    _check_face(spec.name, MASKED_TOKENS, none, dim, rows)
+    if none.states.shape != ref.states.shape or not torch.equal(none.mask, real):
+        _fail(spec.name, f"masked_tokens(batch, hide) gives states {tuple(none.states.shape)}; "
+                         f"it must keep the tokens and mask of tokens(batch), "
+                         f"{tuple(ref.states.shape)}")
+    if not torch.allclose(none.states[real], ref.states[real], atol=1e-5, rtol=1e-4):
+        _fail(spec.name, "masked_tokens(batch, hide) with hide all False must equal "
+                         "tokens(batch)")
+    hide = _half_of_the_real_tokens(real)
+    out = enc.masked_tokens(batch, hide)
+    _check_face(spec.name, MASKED_TOKENS, out, dim, rows)
+    if not torch.equal(out.mask, real):
+        _fail(spec.name, "masked_tokens(batch, hide) changed the padding mask; it hides "
+                         "content, not tokens")
+    leaves = _tensor_leaves(batch)
+    for name, ids in leaves.items():  # token ids: shuffle them among the hidden positions
+        if ids.is_floating_point() or ids.dtype == torch.bool or ids.shape != hide.shape:
+            continue
+        values = ids[hide]
+        shuffled = values[torch.randperm(len(values), generator=torch.Generator().manual_seed(0))]
+        if torch.equal(shuffled, values):
+            continue
+        changed = ids.clone()
+        changed[hide] = shuffled
+        again = enc.masked_tokens(_replace_leaf(batch, name, changed), hide)
+        if not torch.allclose(again.states[real], out.states[real], atol=1e-5, rtol=1e-4):
+            _fail(spec.name, f"masked_tokens(batch, hide): changing {name} at hidden positions "
+                             "changed the states; a hidden token's content must reach no state")
+    visible = real & ~hide
+    for name, x in leaves.items():  # features: no element reaches the states both ways
+        if not x.is_floating_point():
+            continue
+        reach = []
+        for h in (hide, visible):
+            with torch.enable_grad():
+                leaf = x.detach().clone().requires_grad_(True)
+                states = enc.masked_tokens(_replace_leaf(batch, name, leaf), h).states
+                probe = torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
+                (grad,) = torch.autograd.grad((states * probe.to(states)).sum(), leaf,
+                                              allow_unused=True)
+            g = torch.zeros_like(x) if grad is None else grad.abs()
+            reach.append(g > 1e-6 * float(g.max().clamp_min(1e-30)))
+        both = reach[0] & reach[1]
+        if both.any():
+            _fail(spec.name, f"masked_tokens(batch, hide): {int(both.sum())} element(s) of "
+                             f"{name} reach the states both with a hide and with its complement, "
+                             "so a hidden token's content leaks; replace a hidden token's input "
+                             "embedding before anything mixes tokens")
+
+
+def _half_of_the_real_tokens(real: Any) -> Any:
+    """A seeded ``hide``: about half the real tokens of each sample, at least one hidden
+    and one visible where a sample has two real tokens."""
+    import torch
+
+    draw = torch.rand(real.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    hide = draw.to(real.device) & real
+    for b in range(real.shape[0]):
+        idx = real[b].nonzero().flatten()
+        if len(idx) < 2:
+            hide[b] = False
+        elif not hide[b].any():
+            hide[b, idx[0]] = True
+        elif hide[b, idx].all():
+            hide[b, idx[0]] = False
+    return hide
+
+
+def _tensor_leaves(batch: Any) -> dict[str, Any]:
+    """The tensors of a tensor batch (``"the batch"``) or of a dict batch (``"batch[k]"``)."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return {"the batch": batch}
+    if isinstance(batch, Mapping):
+        return {f"batch[{k!r}]": v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    return {}
+
+
+def _replace_leaf(batch: Any, name: str, value: Any) -> Any:
+    if name == "the batch":
+        return value
+    return {**batch, **{k: value for k in batch if f"batch[{k!r}]" == name}}
 
 
 def check_pretext(spec: PretextSpec, encoder: Any, dataset: SSLDataset, **options: Any) -> None:
