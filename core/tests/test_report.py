@@ -162,3 +162,21 @@ def test_bench_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
         main(["bench", "--help"])
     text = capsys.readouterr().out
     assert "(default: bench-results)" in text and "--quick" in text and "--set" in text
+
+
+def test_warnings_become_one_counted_note_per_kind() -> None:
+    import warnings
+
+    from selfsup.runner import summarise_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rcond in (1.6e-08, 3.7e-07):
+            warnings.warn(f"An ill-conditioned matrix detected: slice 0 has rcond = {rcond}.",
+                          RuntimeWarning, stacklevel=1)
+        warnings.warn("Singular matrix in solving dual problem.", UserWarning, stacklevel=1)
+    assert summarise_warnings("core.linear_probe", caught) == [
+        "core.linear_probe: 2x RuntimeWarning: An ill-conditioned matrix detected: slice N has "
+        "rcond = N.",
+        "core.linear_probe: 1x UserWarning: Singular matrix in solving dual problem.",
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
 CARD_FORMAT = "selfsup-encoder/1"
 
 
@@ -168,7 +170,9 @@ def summarise_warnings(owner: str, caught: Sequence[warnings.WarningMessage]) ->
     """One note per kind of warning a step raised (counted), instead of a flood on stderr."""
     counts: dict[tuple[str, str], int] = {}
     for w in caught:
-        first = str(w.message).strip().splitlines()[0][:120] if str(w.message).strip() else ""
+        text = str(w.message).strip()
+        # numbers (rcond = 1.6e-08, slice 0) vary per call: one note per kind of warning
+        first = _NUMBER.sub("N", text.splitlines()[0])[:120] if text else ""
         key = (w.category.__name__, first)
         counts[key] = counts.get(key, 0) + 1
     return [f"{owner}: {n}x {cat}: {msg}" for (cat, msg), n in counts.items()]
