@@ -154,6 +154,9 @@ def register_evaluators(register: Register) -> None:
         ("ood", "out-of-distribution detection (PT-OOD, Miyai et al. 2023): held-out classes "
          "scored by kNN and Mahalanobis distance on frozen embeddings, AUROC and FPR@95",
          ("classification",)),
+        ("beyond", "adversarial-example detection (BEYOND, He et al., ICML 2024): PGD on "
+         "encoder + linear head, detected by agreement with the input's views; float inputs",
+         ("classification",)),
     ):
         register(
             EvaluatorSpec(
@@ -234,6 +237,8 @@ def register_benchmarks(register: Register) -> None:
                 "core.linear_probe": {"label_fractions": [1.0, 0.1]},
                 # few labels is where pretraining should pay; 100% costs the most time
                 "core.finetune": {"label_fractions": [0.01, 0.1], "epochs": 10},
+                # three PGD strengths (train stds of each pixel): some, most, all flipped
+                "core.beyond": {"eps": [0.25, 0.5, 1.0]},
             },
             summary="digits as 64-d vectors: every generic objective on an MLP, "
             "probed against input pixels, a random-init and a supervised MLP",
