@@ -9,6 +9,7 @@ import torch
 
 from selfsup.api import (
     EMBEDDING,
+    MASKED_TOKENS,
     TOKENS,
     BaselineContext,
     EvalContext,
@@ -72,7 +73,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
 
 
 def test_faces_are_declared(registry: Registry) -> None:
-    assert registry.get("encoder", "molecular.molformer").faces == (EMBEDDING, TOKENS)
+    assert registry.get("encoder", "molecular.molformer").faces == (EMBEDDING, TOKENS,
+                                                                    MASKED_TOKENS)
     assert registry.get("pretext", "molecular.mlm").face == TOKENS
     assert registry.get("pretext", "molecular.mtr").face == EMBEDDING
     assert registry.get("evaluator", "molecular.random_forest").face == EMBEDDING
@@ -117,7 +119,7 @@ def test_benchmark_names_the_issue_components(registry: Registry) -> None:
     bench = registry.get("benchmark", "molecular.chembl2321810")
     assert bench.dataset == "molecular.chembl2321810" and bench.encoder == "molecular.molformer"
     assert set(bench.pretexts) == {"molecular.mlm", "molecular.mtr", "core.simclr",
-                                   "core.barlow_twins"}
+                                   "core.barlow_twins", "core.jepa"}
     # the 0.1 rows mean, random_init, supervised, encoder:molecular.morgan and
     # encoder:molecular.rdkit_descriptors, in that order, under their 0.2 keys
     assert bench.baselines == ("core.mean", "core.random_init", "core.supervised",

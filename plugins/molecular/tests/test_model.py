@@ -162,6 +162,43 @@ def test_encoder_shapes_defaults_and_faces() -> None:
     torch.testing.assert_close(z, MolFormerEncoder.pool(tokens.states, tokens.mask))
 
 
+def test_masked_tokens_reads_hidden_tokens_as_mask_and_hides_their_content() -> None:
+    dataset = unlabelled()
+    encoder = tiny_encoder(dataset).eval()
+    batch = dataset.collate(MOLECULES[:4])
+    ids, real = batch["input_ids"], batch["attention_mask"]
+    hide = torch.zeros_like(real)
+    hide[:, 2:5] = True
+    hide &= real
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.masked_tokens(batch, torch.zeros_like(real)).states,
+                                   encoder.tokens(batch).states)
+        out = encoder.masked_tokens(batch, hide)
+        explicit = encoder.tokens({**batch, "input_ids": ids.masked_fill(
+            hide, dataset.tokenizer.mask_id)})
+        other = encoder.masked_tokens({**batch, "input_ids": ids.masked_fill(hide, 7)}, hide)
+    assert torch.equal(out.mask, real)
+    torch.testing.assert_close(out.states, explicit.states)
+    torch.testing.assert_close(other.states[real], out.states[real])  # content hidden
+    with pytest.raises(ValueError, match="hide must be bool"):
+        encoder.masked_tokens(batch, hide[:, :3])
+
+
+def test_core_jepa_trains_the_molformer_on_padded_smiles() -> None:
+    from selfsup.api import Registry, check_pretext
+
+    dataset = unlabelled()
+    spec = Registry(plugins=[], strict=True).get("pretext", "core.jepa")
+    small = {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2}
+    check_pretext(spec, tiny_encoder(dataset), dataset, **small)
+    encoder = tiny_encoder(dataset)
+    task = spec.build(encoder, dataset, **small)
+    batch = dataset.collate(MOLECULES)
+    out = task(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"]) and 0 < out["hidden"].item() < 1
+    assert out["embedding"].shape == (len(MOLECULES), 16)
+
+
 def test_encoder_options_are_validated_with_the_fix() -> None:
     with pytest.raises(ValueError, match="even width"):
         build_molformer(unlabelled(), embed_dim=12, n_heads=4)  # head width 3

@@ -25,11 +25,15 @@ relative, so this module follows the RoFormer paper. Both sums are computed in
 the padded keys' features, so a padded position contributes to no sum.
 
 Faces (``selfsup.api``): ``embedding`` (:meth:`MolFormerEncoder.embed`, the
-mean-pooled ``[B, D]`` molecule embedding, also ``forward``) and ``tokens``
+mean-pooled ``[B, D]`` molecule embedding, also ``forward``), ``tokens``
 (:meth:`MolFormerEncoder.tokens`, the last layer's ``[B, L, D]`` token states with
 the batch's attention mask), which token-level pretexts such as ``molecular.mlm``
-train. Changed in 0.2: ``tokens`` replaces the ``token_states`` method that
-pretexts probed for; ``token_states`` stays as the computation both faces share.
+train, and ``masked_tokens`` (:meth:`MolFormerEncoder.masked_tokens`: the same with
+the hidden tokens' ids replaced by ``<mask>`` before the embedding lookup, so a
+hidden token is the learned ``<mask>`` embedding that ``molecular.mlm`` also
+trains, at its own position), which ``core.jepa`` trains. Changed in 0.2: ``tokens``
+replaces the ``token_states`` method that pretexts probed for; ``token_states`` stays
+as the computation the faces share.
 
 Defaults are small so that pretraining runs on a laptop CPU: width 128, 4
 layers of 4 heads, feed-forward width 256, dropout 0.1 (0.53M parameters
@@ -224,16 +228,21 @@ class MolFormerEncoder(nn.Module):
     every key and out of the pool, and positions count from the first token).
     """
 
-    def __init__(self, vocab_size: int, pad_id: int, config: MolFormerConfig) -> None:
+    def __init__(self, vocab_size: int, pad_id: int, config: MolFormerConfig,
+                 mask_id: int | None = None) -> None:
         super().__init__()
         if vocab_size < 2:
             raise ValueError(f"MolFormerEncoder: vocab_size must be >= 2, got {vocab_size}")
         if not 0 <= pad_id < vocab_size:
             raise ValueError(f"MolFormerEncoder: pad_id {pad_id} is outside the vocabulary "
                              f"of {vocab_size} tokens")
+        if mask_id is not None and not 0 <= mask_id < vocab_size:
+            raise ValueError(f"MolFormerEncoder: mask_id {mask_id} is outside the vocabulary "
+                             f"of {vocab_size} tokens")
         self.config = config
         self.vocab_size = vocab_size
         self.pad_id = pad_id
+        self.mask_id = mask_id
         self.embed_dim: int = config.embed_dim
         self.token_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(config.dropout)
@@ -242,10 +251,20 @@ class MolFormerEncoder(nn.Module):
         self.apply(_init_weights)
 
     def token_states(
-        self, batch: Mapping[str, Any], positions: torch.Tensor | None = None
+        self, batch: Mapping[str, Any], positions: torch.Tensor | None = None,
+        hide: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Last-layer token states ``[B, L, embed_dim]`` (padded positions included)."""
+        """Last-layer token states ``[B, L, embed_dim]`` (padded positions included);
+        ``hide`` ``[B, L]`` (bool) replaces those tokens by ``<mask>`` first."""
         ids, mask = _inputs(batch)
+        if hide is not None:
+            if self.mask_id is None:
+                raise TypeError("MolFormerEncoder: hiding tokens needs the tokenizer's "
+                                "mask_id; build the encoder with build(dataset)")
+            if hide.shape != ids.shape or hide.dtype != torch.bool:
+                raise ValueError(f"MolFormerEncoder: hide must be bool [B, L] = "
+                                 f"{list(ids.shape)}, got {hide.dtype} {list(hide.shape)}")
+            ids = ids.masked_fill(hide, self.mask_id)
         x = self.dropout(self.token_embedding(ids))
         for block in self.blocks:
             x = block(x, mask, positions)
@@ -267,6 +286,12 @@ class MolFormerEncoder(nn.Module):
         (True on real tokens, ``<bos>`` and ``<eos>`` included)."""
         _, mask = _inputs(batch)
         return Tokens(self.token_states(batch), mask)
+
+    def masked_tokens(self, batch: Mapping[str, Any], hide: torch.Tensor) -> Tokens:
+        """The ``masked_tokens`` face: :meth:`tokens` with the tokens where ``hide``
+        ``[B, L]`` is True read as ``<mask>`` (their content reaches no state)."""
+        _, mask = _inputs(batch)
+        return Tokens(self.token_states(batch, hide=hide), mask)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.embed(batch)
@@ -302,7 +327,7 @@ def _init_weights(module: nn.Module) -> None:
 def build(dataset: SSLDataset, **options: Any) -> MolFormerEncoder:
     """``molecular.molformer`` factory; ``options`` are :class:`MolFormerConfig` fields.
 
-    The vocabulary size and padding id come from ``dataset.tokenizer``.
+    The vocabulary size, padding and ``<mask>`` ids come from ``dataset.tokenizer``.
     """
     tokenizer = getattr(dataset, "tokenizer", None)
     if tokenizer is None:
@@ -312,4 +337,6 @@ def build(dataset: SSLDataset, **options: Any) -> MolFormerEncoder:
             "has none. Use a molecular.* dataset"
         )
     config = parse_options(MolFormerConfig, options, "molecular.molformer")
-    return MolFormerEncoder(int(tokenizer.vocab_size), int(tokenizer.pad_id), config)
+    mask_id = getattr(tokenizer, "mask_id", None)
+    return MolFormerEncoder(int(tokenizer.vocab_size), int(tokenizer.pad_id), config,
+                            None if mask_id is None else int(mask_id))

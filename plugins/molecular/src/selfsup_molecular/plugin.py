@@ -12,6 +12,7 @@ from typing import Any
 from selfsup.api import (
     ANY_MODALITY,
     EMBEDDING,
+    MASKED_TOKENS,
     SMILES,
     TOKENS,
     BaselineSpec,
@@ -77,10 +78,11 @@ def register_encoders(register: Register) -> None:
             "selfsup_molecular.molformer:build",
             MODALITIES,
             "MoLFormer-style transformer (Ross et al., Nat. Mach. Intell. 2022): rotary "
-            "position embeddings, linear attention, mean-pooled; small CPU defaults",
+            "position embeddings, linear attention, mean-pooled; small CPU defaults; "
+            "masked_tokens reads hidden tokens as <mask>",
             options={"embed_dim": 128, "n_layers": 4, "n_heads": 4, "ffn_dim": 256,
                      "dropout": 0.1},
-            faces=(EMBEDDING, TOKENS),
+            faces=(EMBEDDING, TOKENS, MASKED_TOKENS),
         )
     )
 
@@ -158,10 +160,11 @@ def register_benchmarks(register: Register) -> None:
             name="molecular.chembl2321810",
             dataset="molecular.chembl2321810",
             encoder="molecular.molformer",
-            pretexts=("molecular.mlm", "molecular.mtr", "core.simclr", "core.barlow_twins"),
+            pretexts=("molecular.mlm", "molecular.mtr", "core.simclr", "core.barlow_twins",
+                      "core.jepa"),
             evaluators=("core.linear_probe", "core.finetune", "molecular.random_forest"),
             summary="ChEMBL2321810 activity on a scaffold split: MoLFormer-style encoder "
-            "pretrained by MLM, descriptor MTR and randomized-SMILES contrast, probed, "
+            "pretrained by MLM, descriptor MTR, randomized-SMILES contrast and JEPA, probed, "
             "fine-tuned and forest-fitted beside fingerprints, descriptors, a random-init "
             "and a supervised encoder and the train-set mean",
             # a corpus subset: MTR computes ~210 RDKit descriptors per molecule (~6 ms)
