@@ -69,6 +69,35 @@ def test_gnn_faces_give_node_rows_pooled_rows_and_tokens(node_dataset, graph_dat
     assert torch.equal(graph_encoder(batch), pooled)
 
 
+def test_gnn_stages_are_each_layer_and_core_lsskd_trains_on_them(graph_dataset) -> None:
+    from selfsup_graph.encoders import build_gcn, build_gin
+
+    reg = Registry(plugins=["graph"], strict=True).load()
+    nodes = reg.get("dataset", "graph.sbm").build(**SMALL_SBM)
+    torch.manual_seed(0)
+    encoder = build_gcn(nodes, hidden_dim=16, embed_dim=8, n_layers=3)
+    with torch.no_grad():
+        stages = encoder.stages(nodes.data)
+    assert [tuple(s.shape) for s in stages] == [(90, 16), (90, 16), (90, 8)]
+    assert torch.equal(stages[-1], encoder.embed(nodes.data))
+    pooled = build_gin(graph_dataset, hidden_dim=16, embed_dim=8)
+    batch = graph_dataset.collate(graph_dataset.pretrain_set()[:5])
+    with torch.no_grad():
+        assert [tuple(s.shape) for s in pooled.stages(batch)] == [(5, 16), (5, 8)]
+
+    # the feature-block jigsaw of core.lsskd on node features: one label per node row
+    task = reg.get("pretext", "core.lsskd").build(encoder, nodes, head_hidden_dim=16)
+    optimiser = torch.optim.Adam(task.parameters(), lr=1e-2)
+    for step in range(30):
+        out = task(nodes.pretrain_set()[0], torch.Generator().manual_seed(step))
+        optimiser.zero_grad()
+        out["loss"].backward()
+        optimiser.step()
+    assert out["embedding"].shape == (90, 8)
+    assert float(out["accuracy_stage1"]) > 0.5  # chance 0.25
+    assert nodes.pretrain_set()[0].x.shape == (90, 8)  # the graph itself is untouched
+
+
 def test_views_are_declared_once_and_reach_the_dataset() -> None:
     import dataclasses
 

@@ -13,7 +13,7 @@
 Defaults: 2 layers, hidden width 128, embedding width 64, ReLU between layers
 (none after the last), dropout 0.0, ``add_self_loops`` as the layer's default.
 
-Faces (``EncoderSpec(faces=("embedding", "tokens"))``):
+Faces (``EncoderSpec(faces=("embedding", "tokens", "stages"))``):
 
 - ``embed(data)`` (the ``embedding`` face, also ``forward``): on a ``graph.node``
   dataset one row per node ``[N, D]`` (the nodes are the samples); on a
@@ -24,7 +24,11 @@ Faces (``EncoderSpec(faces=("embedding", "tokens"))``):
   node rows by ``data.batch`` (``[G, N_max, D]`` and its mask; one graph without
   ``batch`` gives ``[1, N, D]``, every node real). ``tokens(data).flat()`` is the
   node rows ``[num_nodes, D]`` in the batch's node order, for pretexts that work
-  on nodes, of one graph or of many.
+  on nodes, of one graph or of many;
+- ``stages(data)`` (the ``stages`` face): each layer's output (after its ReLU; the
+  last layer's is the embedding), as node rows ``[N, D_l]`` or pooled per graph
+  ``[G, D_l]`` like ``embed``: what layer-wise comparison and stage-wise
+  distillation (``core.lsskd``) read.
 
 Before selfsup 0.2 pretexts called ``node_states(data)`` and ``pool(h, data)``
 directly and read the ``level`` attribute; those are now the encoder's own
@@ -115,11 +119,22 @@ class GNNEncoder(nn.Module):
         """The ``tokens`` face: each graph's node states ``[G, N_max, D]`` and mask."""
         return node_tokens(self._node_states(data), data)
 
+    def stages(self, data: Any) -> list[torch.Tensor]:
+        """The ``stages`` face: every layer's output, shallow to deep, as ``embed`` gives
+        the last (node rows, or pooled per graph)."""
+        states = self._layer_states(data)
+        return states if self.level == "node" else [self._pool(h, data) for h in states]
+
     def forward(self, data: Any) -> torch.Tensor:
         return self.embed(data)
 
     def _node_states(self, data: Any) -> torch.Tensor:
         """Node rows ``[num_nodes, embed_dim]``."""
+        return self._layer_states(data)[-1]
+
+    def _layer_states(self, data: Any) -> list[torch.Tensor]:
+        """Each layer's node rows ``[num_nodes, D_l]``, after its activation."""
+        states: list[torch.Tensor] = []
         x, edge_index = data.x, data.edge_index
         edge_attr = getattr(data, "edge_attr", None) if self.edge_dim else None
         for i, layer in enumerate(self.layers):
@@ -132,7 +147,8 @@ class GNNEncoder(nn.Module):
                 x = layer(x, edge_index, edge_attr=edge_attr)
             if i < len(self.layers) - 1:
                 x = self.act(x)
-        return x
+            states.append(x)
+        return states
 
     def _pool(self, h: torch.Tensor, data: Any) -> torch.Tensor:
         """Per-graph ``pooling`` of node rows ``h``."""

@@ -14,6 +14,7 @@ from selfsup.api import (
     EMBEDDING,
     GRAPH_GRAPH,
     GRAPH_NODE,
+    STAGES,
     TOKENS,
     BaselineSpec,
     BenchmarkSpec,
@@ -32,6 +33,8 @@ BOTH = (GRAPH_NODE, GRAPH_GRAPH)
 VIEWS = {"drop_edge": 0.2, "mask_feature": 0.2, "drop_node": 0.0, "subgraph": 0.0}
 #: GNN encoders: one embedding row per sample (node or graph), and each graph's node states
 GNN_FACES = (EMBEDDING, TOKENS)
+#: GCN, GAT and GIN also give each layer's output (the stages face; encoders.py)
+LAYERED_GNN_FACES = (*GNN_FACES, STAGES)
 #: the plugin's own face: graph.edge_gat's learned edge features (pretexts/edge_features.py)
 LEARNED_EDGES = "graph.learned_edges"
 
@@ -160,7 +163,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GCN (Kipf & Welling, ICLR 2017); node rows or pooled per graph; scalar edge weights",
             options=common,
-            faces=GNN_FACES,
+            faces=LAYERED_GNN_FACES,
         )
     )
     register(
@@ -170,7 +173,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GAT (Veličković et al., ICLR 2018); edge features enter the attention",
             options={**common, "heads": 4},
-            faces=GNN_FACES,
+            faces=LAYERED_GNN_FACES,
         )
     )
     register(
@@ -180,7 +183,7 @@ def register_encoders(register: Register) -> None:
             BOTH,
             "GIN (Xu et al., ICLR 2019), GINE with edge features (Hu et al., ICLR 2020)",
             options=common,
-            faces=GNN_FACES,
+            faces=LAYERED_GNN_FACES,
         )
     )
     register(
@@ -393,7 +396,7 @@ def register_benchmarks(register: Register) -> None:
             name="graph.pbmc68k",
             dataset="graph.pbmc68k",
             encoder="graph.gcn",
-            pretexts=NODE_PRETEXTS,
+            pretexts=(*NODE_PRETEXTS, "core.lsskd"),
             evaluators=("core.linear_probe", "core.kmeans", "core.ood"),
             evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
             summary="cell types of 700 PBMCs from a kNN cell graph (scanpy pbmc68k_reduced)",
