@@ -45,9 +45,11 @@ def _recomputed_verdicts(data: dict[str, Any]) -> dict[tuple[str, str], tuple[st
             p = max(pre, key=lambda r: sign * r["metrics"][key])
             b = max(base, key=lambda r: sign * r["metrics"][key])
             diff = sign * (p["metrics"][key] - b["metrics"][key])
-            spread = math.hypot(p["metrics"].get(key + "_std", 0), b["metrics"].get(key + "_std", 0))
+            spread = math.hypot(p["metrics"].get(key + "_std", 0),
+                                b["metrics"].get(key + "_std", 0))
             word = ("win" if diff > spread else "loss" if diff < -spread else "tie")
-            out[(bench, key)] = (p["method"], b["method"], word if spread else word + " (no spread)")
+            out[(bench, key)] = (p["method"], b["method"],
+                                 word if spread else word + " (no spread)")
     return out
 
 
@@ -64,7 +66,7 @@ def test_report_holds_every_benchmark_row_and_verdict(bench_dir: Path) -> None:
     assert got == expected and len(got) == 2  # all labels and 10% of them
     # with 10% of the labels the supervised MLP (trained on all of them) does not compete
     assert got[("core.digits", "linear_probe.accuracy@10%")][1] != "baseline:core.supervised"
-    for (bench, key), (pretext, baseline, word) in expected.items():
+    for (bench, _), (pretext, baseline, word) in expected.items():
         assert re.search(rf"\| {re.escape(bench)} \|[^\n]*\| {re.escape(pretext)} "
                          rf"[^\n]*\| {re.escape(baseline)} [^\n]*\| {re.escape(word)} \|", md)
 

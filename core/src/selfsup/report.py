@@ -381,7 +381,8 @@ th{background:#f3f3f3} tr.baseline td{color:#555}
 .win{background:#d9f2d9} .loss{background:#f8d4d4} .tie{background:#eee}
 .worse{color:#b00000;font-weight:600} .better{color:#006400}
 .quick{background:#fff3cd;border:1px solid #e0c36c;padding:6px 10px;display:inline-block}
-img{max-width:100%;display:block;margin:8px 0} .wide{overflow-x:auto} .note{color:#666;font-size:0.85em}
+img{max-width:100%;display:block;margin:8px 0} .wide{overflow-x:auto}
+.note{color:#666;font-size:0.85em}
 """
 
 # Reports a broken inline image to the browser's console, which the report-browser
