@@ -80,6 +80,8 @@ _OBJECTIVES = {
                 "from a denoising autoencoder or the encoder (Chakraborty et al., ICDM-W 2020)",
     "groco": "GroCo: positives ranked above the hardest negatives by a differentiable sorting "
              "network (Shvetsova et al., ICCV 2023)",
+    "gedi": "GEDI cluster-based SSL joined with an energy-based model (Sansone & Manhaeve, "
+            "TMLR 2025); the energy term needs float tensor inputs (else ebm_weight=0)",
 }
 
 
@@ -214,6 +216,7 @@ def register_benchmarks(register: Register) -> None:
                 # one encoder that offers it, core.patch_transformer
                 "core.jepa",
                 "core.lsskd",
+                "core.gedi",
             ),
             evaluators=("core.linear_probe", "core.knn", "core.kmeans", "core.finetune",
                         "core.ood", "core.beyond"),
@@ -232,6 +235,9 @@ def register_benchmarks(register: Register) -> None:
                 "core.g_simclr": {"proj_hidden_dim": 512, "proj_out_dim": 128,
                                   "temperature": 0.2},
                 "core.groco": {"proj_hidden_dim": 512, "proj_out_dim": 128},
+                # 10 clusters for the 10 digits; a buffer of 2,000 Langevin chains, so
+                # each chain is advanced about 40 times in 300 steps (10,000: 8 times)
+                "core.gedi": {"proj_hidden_dim": 512, "n_clusters": 10, "buffer_size": 2000},
             },
             evaluator_options={
                 "core.linear_probe": {"label_fractions": [1.0, 0.1]},

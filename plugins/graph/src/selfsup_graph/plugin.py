@@ -396,7 +396,16 @@ def register_benchmarks(register: Register) -> None:
             name="graph.pbmc68k",
             dataset="graph.pbmc68k",
             encoder="graph.gcn",
-            pretexts=(*NODE_PRETEXTS, "core.lsskd"),
+            pretexts=(*NODE_PRETEXTS, "core.lsskd", "core.g_simclr", "core.groco", "core.gedi"),
+            # heads about the width of the 64-d GCN embedding
+            pretext_options={
+                "core.g_simclr": {"proj_hidden_dim": 256, "proj_out_dim": 64,
+                                  "temperature": 0.2},
+                "core.groco": {"proj_hidden_dim": 256, "proj_out_dim": 64},
+                # a batch is a graph, which Langevin dynamics cannot move: GEDI's
+                # discriminative terms only; 10 clusters for the 10 cell types
+                "core.gedi": {"proj_hidden_dim": 256, "n_clusters": 10, "ebm_weight": 0},
+            },
             evaluators=("core.linear_probe", "core.kmeans", "core.ood"),
             evaluator_options={"core.linear_probe": {"label_fractions": [0.5, 0.1, 0.05]}},
             summary="cell types of 700 PBMCs from a kNN cell graph (scanpy pbmc68k_reduced)",
