@@ -23,6 +23,7 @@ from selfsup.objectives.groco import (
     GroCoLoss,
     diff_sort,
     group_ordering_loss,
+    lowest_rank_mass,
     sorting_network,
 )
 
@@ -84,10 +85,10 @@ def ref_relaxed_sort(values: list[float], steepness: float, network: str,
 
 
 def ref_anchor_loss(neg: list[float], pos: list[float], steepness: float,
-                    relaxation: str) -> float:
-    """GroCo for one anchor: pre-ordered groups, relaxed odd-even sort, BCE per input."""
+                    relaxation: str, network: str = "odd_even") -> float:
+    """GroCo for one anchor: pre-ordered groups, relaxed sort, BCE per input."""
     k, m = len(neg), len(pos)
-    _, p = ref_relaxed_sort(sorted(neg) + sorted(pos), steepness, "odd_even", relaxation)
+    _, p = ref_relaxed_sort(sorted(neg) + sorted(pos), steepness, network, relaxation)
     total = 0.0
     for i in range(k + m):
         on_pos = min(max(sum(p[i][j] for j in range(k, k + m)), 0.0), 1.0)
@@ -101,7 +102,8 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return dot / math.sqrt(sum(float(v) ** 2 for v in a) * sum(float(v) ** 2 for v in b))
 
 
-def ref_groco(views: list[torch.Tensor], topk: int, steepness: float, relaxation: str) -> float:
+def ref_groco(views: list[torch.Tensor], topk: int, steepness: float, relaxation: str,
+              network: str = "odd_even") -> float:
     """Every view as anchor; negatives: the topk most similar other samples of its view."""
     n, v = views[0].shape[0], len(views)
     per_view = []
@@ -111,7 +113,7 @@ def ref_groco(views: list[torch.Tensor], topk: int, steepness: float, relaxation
             pos = [_cos(views[a][i], views[p][i]) for p in range(v) if p != a]
             others = sorted((_cos(views[a][i], views[a][j]) for j in range(n) if j != i),
                             reverse=True)
-            anchors.append(ref_anchor_loss(others[:topk], pos, steepness, relaxation))
+            anchors.append(ref_anchor_loss(others[:topk], pos, steepness, relaxation, network))
         per_view.append(sum(anchors) / n)
     return sum(per_view) / v
 
@@ -159,6 +161,14 @@ def test_relaxed_sort_matches_the_loop_reference(network: str, n: int, relaxatio
     assert not torch.allclose(got, x.sort(dim=-1).values, atol=1e-3)  # it is relaxed
 
 
+@pytest.mark.parametrize("network", ["odd_even", "bitonic"])
+def test_lowest_rank_mass_is_the_permutation_matrix_summed(network: str) -> None:
+    x = randn(5, 11, seed=9)
+    _, perm = diff_sort(x, 2.5, network)
+    for k in (1, 4, 10):
+        torch.testing.assert_close(lowest_rank_mass(x, k, 2.5, network), perm[..., :k].sum(-1))
+
+
 def test_bitonic_pads_odd_lengths() -> None:
     x = randn(4, 13, seed=2)
     got, perm = diff_sort(x, 1e7, "bitonic")
@@ -179,12 +189,17 @@ def test_relaxed_sort_sends_gradients() -> None:
 @pytest.mark.parametrize("relaxation", ["cauchy", "logistic"])
 def test_groco_loss_matches_the_loop_reference(relaxation: str) -> None:
     views = [randn(6, 4, seed=s) for s in (4, 5, 6)]
-    loss = GroCoLoss(topk_negatives=3, steepness=4.0, relaxation=relaxation)
+    loss = GroCoLoss(topk_negatives=3, steepness=4.0, relaxation=relaxation, network="odd_even")
     assert loss(*views).item() == pytest.approx(ref_groco(views, 3, 4.0, relaxation), rel=1e-9)
     # topk larger than the N - 1 negatives there are: all of them
-    big = GroCoLoss(topk_negatives=50, steepness=4.0, relaxation=relaxation)
+    big = GroCoLoss(topk_negatives=50, steepness=4.0, relaxation=relaxation, network="odd_even")
     assert big(*views[:2]).item() == pytest.approx(ref_groco(views[:2], 5, 4.0, relaxation),
                                                    rel=1e-9)
+    # the default bitonic network: 5 negatives + 3 positives = 8 wires, no padding
+    four = [randn(7, 4, seed=s) for s in (10, 11, 12, 13)]
+    bitonic = GroCoLoss(topk_negatives=5, steepness=4.0, relaxation=relaxation)
+    assert bitonic(*four).item() == pytest.approx(
+        ref_groco(four, 5, 4.0, relaxation, "bitonic"), rel=1e-9)
 
 
 def test_loss_is_about_zero_when_every_positive_is_closer() -> None:
