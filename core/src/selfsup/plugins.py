@@ -48,6 +48,7 @@ KNOWN_PLUGINS: dict[str, str] = {
     "medical": "selfsup-medical",
     "graph": "selfsup-graph",
     "molecular": "selfsup-molecular",
+    "audio": "selfsup-audio",
 }
 
 

@@ -1,0 +1,1 @@
+"""selfsup-audio: audio datasets, features, encoders and pretext tasks for selfsup."""

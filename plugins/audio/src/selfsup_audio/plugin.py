@@ -1,0 +1,132 @@
+"""What selfsup-audio registers with selfsup (entry point ``audio``).
+
+Factories are ``"module:function"`` strings: importing this module imports neither
+torch, torchaudio, soundfile nor the synthesiser; each component's module is
+imported when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from selfsup.api import (
+    EMBEDDING,
+    MASKED_TOKENS,
+    TOKENS,
+    BaselineSpec,
+    BenchmarkSpec,
+    DatasetSpec,
+    EncoderSpec,
+    PretextSpec,
+    hookimpl,
+)
+
+Register = Callable[[Any], None]
+MEL = "audio.mel"  # natural-log mel energies [n_mels, frames], frequency first
+MODALITIES = (MEL,)
+#: the views' defaults (datasets/views.py documents each); declared here once so that
+#: registering imports no torch
+VIEWS: dict[str, Any] = {
+    "crop_min": 0.8, "shift_frames": 10, "gain_db": 6.0, "noise_prob": 0.5,
+    "snr_min": 5.0, "snr_max": 20.0, "freq_masks": 2, "freq_width": 8,
+    "time_masks": 2, "time_width": 10,
+}
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register(DatasetSpec(
+        "audio.kws_synth", "selfsup_audio.datasets.kws_synth:build", MODALITIES,
+        "spoken keyword spotting synthesised offline with espeak-ng: the 35 Speech Commands "
+        "words (or 10 digits), many voices, 1 s at 16 kHz, speaker-disjoint splits, "
+        "optional held-out accents and noisy condition",
+        options={"vocabulary": "speech_commands35", "n_speakers": 40, "voices_per_speaker": 2,
+                 "split": "speaker", "condition": "clean", "features": "fbank", "n_mels": 64,
+                 "seed": 0},
+        offline=True, views=VIEWS,
+    ))
+    register(DatasetSpec(
+        "audio.folder", "selfsup_audio.datasets.folder:build", MODALITIES,
+        "your labelled WAV/FLAC/OGG clips: labels from sub-folders or a CSV (Speech Commands, "
+        "ESC-50, UrbanSound8K layouts), resampled, mono, cropped/padded; needs path=",
+        options={"layout": "auto", "sample_rate": 16000, "duration": 1.0, "features": "fbank",
+                 "n_mels": 64},
+        offline=True, views=VIEWS,
+    ))
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    register(EncoderSpec(
+        "audio.ast", "selfsup_audio.encoders:build_ast", MODALITIES,
+        "Audio Spectrogram Transformer (Gong et al. 2021) with SSAST's patch or frame "
+        "tokens; mean-pooled token states",
+        options={"tokenization": "patch", "embed_dim": 192, "depth": 4, "n_heads": 3},
+        faces=(EMBEDDING, TOKENS, MASKED_TOKENS),
+    ))
+    register(EncoderSpec(
+        "audio.cnn", "selfsup_audio.encoders:build_cnn", MODALITIES,
+        "small CNN on log-mel (4 conv-BN-ReLU blocks, global mean pool)",
+        options={"width": 32, "embed_dim": 128}, faces=(EMBEDDING,),
+    ))
+
+
+@hookimpl
+def register_pretext_tasks(register: Register) -> None:
+    register(PretextSpec(
+        "audio.ssast", "selfsup_audio.pretexts.ssast:build", MODALITIES,
+        "SSAST (Gong et al., AAAI 2022): masked patch InfoNCE + reconstruction, cluster "
+        "masking for patches, random for frames; trains the masked_tokens face",
+        options={"mask_ratio": 0.5, "generative_weight": 10.0}, face=MASKED_TOKENS,
+    ))
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    register(BaselineSpec(
+        "audio.logmel_stats", "selfsup_audio.baselines:build_logmel_stats", MODALITIES,
+        "mean and std over time of each log-mel bin and of its deltas, as fixed features",
+        faces=(EMBEDDING,),
+    ))
+    register(BaselineSpec(
+        "audio.mfcc", "selfsup_audio.baselines:build_mfcc", MODALITIES,
+        "MFCCs with deltas and delta-deltas, mean and std over time: with the linear probe, "
+        "MFCC + logistic regression",
+        options={"n_mfcc": 20}, faces=(EMBEDDING,),
+    ))
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    heads = {"proj_hidden_dim": 256, "proj_out_dim": 128}
+    register(BenchmarkSpec(
+        name="audio.kws",
+        dataset="audio.kws_synth",
+        encoder="audio.ast",
+        pretexts=("audio.ssast", "core.simclr", "core.byol"),
+        evaluators=("core.linear_probe", "core.knn"),
+        summary="keyword spotting (35 words) on synthesised speech in noise, test speakers "
+        "unheard: SSAST, SimCLR and BYOL-A-style invariance pretraining of a small AST beside "
+        "log-mel/MFCC features, a random-init and a supervised AST",
+        dataset_options={"condition": "noisy", "n_speakers": 40, "voices_per_speaker": 2},
+        encoder_options={"embed_dim": 128, "depth": 4, "n_heads": 4},
+        pretext_options={
+            "audio.ssast": {"mask_ratio": 0.5},
+            "core.simclr": {**heads, "temperature": 0.2},
+            "core.byol": {**heads, "pred_hidden_dim": 256},
+        },
+        evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1, 0.01]}},
+        baselines=("core.input", "core.random_init", "core.supervised", "audio.logmel_stats",
+                   "audio.mfcc"),
+        baseline_options={"core.supervised": {"epochs": 15}},
+        train={"steps": 300, "batch_size": 64, "lr": 5e-4, "warmup_steps": 30},
+        gpu_train={"steps": 20000, "batch_size": 256, "lr": 5e-4, "warmup_steps": 1000,
+                   "device": "cuda"},
+        headline="linear_probe.accuracy",
+        direction="higher",
+        quick={"pretexts": ("audio.ssast", "core.byol"),
+               "baselines": ("core.random_init", "audio.mfcc"),
+               "evaluators": ("core.linear_probe",), "train": {"steps": 100},
+               "seconds": 150},
+    ))

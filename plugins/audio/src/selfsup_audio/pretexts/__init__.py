@@ -1,0 +1,1 @@
+"""Pretext tasks of selfsup-audio, one file per paper."""
