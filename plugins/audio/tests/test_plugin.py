@@ -65,3 +65,12 @@ def test_registering_imports_no_domain_library() -> None:
 
 def test_torch_threads_untouched_by_import() -> None:
     assert torch.get_num_threads() == 1
+
+
+def test_registered_view_defaults_are_the_options_defaults() -> None:
+    from dataclasses import fields
+
+    from selfsup_audio.datasets.views import AudioViews
+    from selfsup_audio.plugin import VIEWS
+
+    assert {f.name: getattr(AudioViews(), f.name) for f in fields(AudioViews)} == VIEWS

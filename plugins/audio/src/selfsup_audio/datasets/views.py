@@ -1,9 +1,9 @@
 """Stochastic views of a batch of log-mel (or fbank) spectrograms ``[B, F, T]``.
 
-Declared once, on each dataset's spec (:data:`DEFAULT_VIEWS`), set in an
-experiment's ``[dataset.views]`` table, and drawn from the trainer's generator
-(:meth:`AudioViews.apply`), so a resumed run sees the same views. All act on the
-natural-log power spectrogram, per sample, in this order:
+Declared once, on each dataset's spec (``selfsup_audio.plugin.VIEWS``, the defaults
+of :class:`AudioViews`), set in an experiment's ``[dataset.views]`` table, and drawn
+from the trainer's generator (:func:`apply_views`), so a resumed run sees the same
+views. All act on the natural-log power spectrogram, per sample, in this order:
 
 1. random resized crop in time (BYOL-A, Niizumi et al., IJCNN 2021): a window of
    ``crop_min``-1 of the frames, stretched back to the clip's length;
@@ -28,12 +28,6 @@ from typing import Any
 import torch
 
 from selfsup.api import non_negative, non_negative_int, option, parse_options, unit_interval
-
-DEFAULT_VIEWS: dict[str, Any] = {
-    "crop_min": 0.8, "shift_frames": 10, "gain_db": 6.0, "noise_prob": 0.5,
-    "snr_min": 5.0, "snr_max": 20.0, "freq_masks": 2, "freq_width": 8,
-    "time_masks": 2, "time_width": 10,
-}
 
 
 def _crop_share(x: Any) -> str | None:
