@@ -44,7 +44,8 @@ def register_encoders(register: Callable[..., None]) -> None:
 
     ``factory(dataset, **options)`` returns an ``nn.Module`` offering the spec's
     ``faces``: ``embed(batch)`` ``[B, D]``, ``tokens(batch)`` (states ``[B, T, D]``
-    and a padding mask), ``dense(batch)`` (one output per input element).
+    and a padding mask), ``dense(batch)`` (one output per input element),
+    ``stages(batch)``, ``masked_tokens(batch, hide)`` (see ``EncoderSpec``).
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2 faces replace ``output``.
