@@ -286,7 +286,7 @@ class GEDIConfig:
     """GEDI options; ``build(..., **options)`` accepts these field names (defaults: module doc)."""
 
     n_clusters: int = option(10, _at_least_two, "clusters K of the cluster head")
-    temperature: float = option(0.1, positive, "cluster logits are cosine / temperature")
+    temperature: float = option(0.1, positive, "cluster logits are the projector output / this")
     ebm_weight: float = option(
         1.0, non_negative,
         "weight of the generative (energy) term; 0 for inputs that are not float tensors")
