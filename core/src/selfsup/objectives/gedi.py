@@ -308,7 +308,7 @@ class GEDIConfig:
 
 
 class GEDI(nn.Module, PretextTask):
-    """The GEDI pretext task: encoder, projector, prototype cluster head, one EBM.
+    """The GEDI pretext task: encoder, projector ending in the cluster head, one EBM.
 
     ``forward(batch, generator)`` returns ``{"loss", "embedding", "invariance",
     "prior", "generative", ...}`` (diagnostics in the module doc); ``embedding``
