@@ -31,7 +31,24 @@ def _path(dist: str) -> str:
     return "core" if dist == "core" else f"plugins/{dist}"
 
 
+def _system_packages(session: nox.Session, dists: tuple[str, ...]) -> None:
+    """Debian packages a distribution's Python dependencies load at import time.
+
+    vision3d: open3d-cpu's compiled module needs libusb-1.0-0 (installed here as root;
+    without it the plugin's FPFH baseline names the package and its tests fail).
+    """
+    import ctypes.util
+
+    if "vision3d" in dists and ctypes.util.find_library("usb-1.0") is None:
+        if os.geteuid() != 0:
+            session.error("vision3d's open3d-cpu needs Debian's libusb-1.0-0: "
+                          "apt-get install libusb-1.0-0")
+        session.run("apt-get", "install", "-y", "-q", "--no-install-recommends",
+                    "libusb-1.0-0", external=True)
+
+
 def _install(session: nox.Session, *dists: str) -> None:
+    _system_packages(session, dists)
     args: list[str] = []
     for dist in dict.fromkeys(("core", *dists)):
         args += ["-e", f"{_path(dist)}[test]" if dist == "core" else _path(dist)]

@@ -49,6 +49,7 @@ KNOWN_PLUGINS: dict[str, str] = {
     "graph": "selfsup-graph",
     "molecular": "selfsup-molecular",
     "audio": "selfsup-audio",
+    "vision3d": "selfsup-vision3d",
 }
 
 

@@ -1,0 +1,1 @@
+"""Datasets of point clouds: the procedural shapes (offline default) and your folders."""

@@ -1,0 +1,150 @@
+"""What selfsup-vision3d registers with selfsup (entry point ``vision3d``).
+
+Factories are ``"module:function"`` strings: importing this module imports neither
+torch, numpy, scipy nor open3d; each component's module is imported when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from selfsup.api import (
+    DENSE,
+    EMBEDDING,
+    MASKED_TOKENS,
+    TOKENS,
+    BaselineSpec,
+    BenchmarkSpec,
+    DatasetSpec,
+    EncoderSpec,
+    PretextSpec,
+    hookimpl,
+)
+
+Register = Callable[[Any], None]
+POINTCLOUD = "pointcloud"  # a sample is xyz [N, 3] in the unit sphere; a batch [B, N, 3]
+MODALITIES = (POINTCLOUD,)
+#: the views' defaults (datasets/views.py documents each); declared here once so that
+#: registering imports no torch
+VIEWS: dict[str, Any] = {
+    "rotation": "so3", "scale_min": 0.8, "scale_max": 1.25, "jitter": 0.01,
+    "jitter_clip": 0.05, "dropout_max": 0.3, "crop_prob": 0.5, "crop_max": 0.3,
+}
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register(DatasetSpec(
+        "vision3d.shapes", "selfsup_vision3d.datasets.shapes:build", MODALITIES,
+        "12 procedural shape classes (primitives and composites) sampled area-weighted, "
+        "randomly rotated, anisotropically scaled, jittered, with outliers and one-view "
+        "partial scans; deterministic by seed, cached",
+        options={"n_per_class": 100, "n_points": 512, "rotation": "so3", "aniso": 0.3,
+                 "partial": 0.5, "jitter": 0.01, "outliers": 0.03, "oversample": 3,
+                 "seed": 0, "cache_dir": None},
+        offline=True, views=VIEWS,
+    ))
+    register(DatasetSpec(
+        "vision3d.folder", "selfsup_vision3d.datasets.folder:build", MODALITIES,
+        "your PLY/PCD/OFF/OBJ/STL/XYZ/NPY files, one sub-folder per class (ModelNet and "
+        "ScanObjectNN object_dataset layouts as they are); bad files skipped and reported; "
+        "needs path=",
+        options={"path": "", "n_points": 1024, "seed": 0}, offline=True, views=VIEWS,
+    ))
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    register(EncoderSpec(
+        "vision3d.point_transformer", "selfsup_vision3d.encoders:build_point_transformer",
+        MODALITIES,
+        "point-patch transformer (Point-BERT/Point-MAE): FPS + kNN patches, mini-PointNet "
+        "tokens; mean + max pooled embedding",
+        options={"n_patches": 32, "group_size": 16, "embed_dim": 128, "depth": 4,
+                 "n_heads": 4, "mlp_ratio": 2},
+        faces=(EMBEDDING, TOKENS, MASKED_TOKENS),
+    ))
+    register(EncoderSpec(
+        "vision3d.pointnet", "selfsup_vision3d.encoders:build_pointnet", MODALITIES,
+        "PointNet (Qi et al. 2017) without T-nets: shared per-point MLP, max pool; "
+        "per-point dense features",
+        options={"embed_dim": 256, "width": 64}, faces=(EMBEDDING, DENSE),
+    ))
+    register(EncoderSpec(
+        "vision3d.dgcnn", "selfsup_vision3d.encoders:build_dgcnn", MODALITIES,
+        "DGCNN (Wang et al. 2019): EdgeConv on dynamic kNN graphs (pure torch); per-point "
+        "dense features",
+        options={"embed_dim": 256, "k": 16, "width": 64}, faces=(EMBEDDING, DENSE),
+    ))
+
+
+@hookimpl
+def register_pretext_tasks(register: Register) -> None:
+    register(PretextSpec(
+        "vision3d.point_mae", "selfsup_vision3d.pretexts.point_mae:build", MODALITIES,
+        "Point-MAE (Pang et al., ECCV 2022): masked point-patch reconstruction, Chamfer "
+        "distance; trains the masked_tokens face",
+        options={"mask_ratio": 0.6, "decoder_depth": 2, "decoder_heads": 4},
+        face=MASKED_TOKENS,
+    ))
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    register(BaselineSpec(
+        "vision3d.fpfh", "selfsup_vision3d.baselines:build_fpfh", MODALITIES,
+        "FPFH (Rusu et al. 2009) by open3d, mean and std over the points: with the linear "
+        "probe, FPFH + linear classifier",
+        options={"normal_radius": 0.15, "feature_radius": 0.3, "max_nn": 50},
+        faces=(EMBEDDING,),
+    ))
+    register(BaselineSpec(
+        "vision3d.d2", "selfsup_vision3d.baselines:build_d2", MODALITIES,
+        "D2 and A3 shape distributions (Osada et al. 2002): histograms of pair distances "
+        "and triple angles",
+        options={"bins": 32, "pairs": 4096, "seed": 0}, faces=(EMBEDDING,),
+    ))
+    register(BaselineSpec(
+        "vision3d.pca_box", "selfsup_vision3d.baselines:build_pca_box", MODALITIES,
+        "PCA-aligned bounding-box statistics: extents, ratios, eigenvalues, moments and "
+        "per-axis histograms",
+        options={"bins": 8}, faces=(EMBEDDING,),
+    ))
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    heads = {"proj_hidden_dim": 256, "proj_out_dim": 128}
+    register(BenchmarkSpec(
+        name="vision3d.shapes",
+        dataset="vision3d.shapes",
+        encoder="vision3d.point_transformer",
+        pretexts=("vision3d.point_mae", "core.simclr", "core.byol"),
+        evaluators=("core.linear_probe", "core.knn"),
+        summary="12-class procedural shapes in random SO(3) poses with partial scans, "
+        "outliers and anisotropic scale: Point-MAE, SimCLR and BYOL pretraining of a "
+        "point-patch transformer beside FPFH, D2 and PCA-box descriptors, a random-init "
+        "and a supervised transformer",
+        dataset_options={"n_per_class": 100, "n_points": 512},
+        encoder_options={"n_patches": 32, "group_size": 16, "embed_dim": 96, "depth": 3,
+                         "n_heads": 4},
+        pretext_options={
+            "vision3d.point_mae": {"mask_ratio": 0.6},
+            "core.simclr": {**heads, "temperature": 0.2},
+            "core.byol": {**heads, "pred_hidden_dim": 256},
+        },
+        evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
+        baselines=("core.random_init", "core.supervised", "vision3d.fpfh", "vision3d.d2",
+                   "vision3d.pca_box"),
+        baseline_options={"core.supervised": {"epochs": 6}},
+        train={"steps": 150, "batch_size": 32, "lr": 1e-3, "warmup_steps": 15},
+        gpu_train={"steps": 30000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 1500,
+                   "device": "cuda"},
+        headline="linear_probe.accuracy",
+        direction="higher",
+        quick={"pretexts": ("vision3d.point_mae", "core.simclr"),
+               "baselines": ("core.random_init", "vision3d.d2"),
+               "evaluators": ("core.linear_probe",), "train": {"steps": 100},
+               "seconds": 120},
+    ))

@@ -1,0 +1,1 @@
+"""Pretext tasks of the field, one file per paper."""

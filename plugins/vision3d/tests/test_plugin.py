@@ -1,0 +1,80 @@
+"""selfsup's conformance kit over everything selfsup-vision3d registers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfsup.api import DENSE, EMBEDDING, MASKED_TOKENS, TOKENS, Registry, check_plugin
+
+from .conftest import TINY_SHAPES
+
+TINY = {
+    "vision3d.point_transformer": {"n_patches": 8, "group_size": 8, "embed_dim": 16,
+                                   "depth": 1, "n_heads": 2},
+    "vision3d.pointnet": {"embed_dim": 16, "width": 8},
+    "vision3d.dgcnn": {"embed_dim": 16, "width": 8, "k": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def registry(shapes_cache: Path, class_folder: Path) -> Registry:
+    with pytest.warns(UserWarning, match="skipped 3"):
+        return check_plugin(
+            "vision3d",
+            dataset_options={
+                "vision3d.shapes": {**TINY_SHAPES, "cache_dir": str(shapes_cache)},
+                "vision3d.folder": {"path": str(class_folder), "n_points": 64},
+            },
+            encoder_options=TINY,
+        )
+
+
+def test_check_plugin_passes(registry: Registry) -> None:
+    report = next(r for r in registry.reports if r.name == "vision3d")
+    assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder"}
+    assert set(report.registered["encoder"]) == set(TINY)
+    assert set(report.registered["pretext"]) == {"vision3d.point_mae"}
+    assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
+                                                  "vision3d.pca_box"}
+    assert set(report.registered["benchmark"]) == {"vision3d.shapes"}
+
+
+def test_faces_are_declared(registry: Registry) -> None:
+    assert registry.get("encoder", "vision3d.point_transformer").faces == (
+        EMBEDDING, TOKENS, MASKED_TOKENS)
+    assert registry.get("encoder", "vision3d.pointnet").faces == (EMBEDDING, DENSE)
+    assert registry.get("encoder", "vision3d.dgcnn").faces == (EMBEDDING, DENSE)
+    assert registry.get("pretext", "vision3d.point_mae").face == MASKED_TOKENS
+
+
+def test_benchmark_is_the_issue_s(registry: Registry) -> None:
+    bench = registry.get("benchmark", "vision3d.shapes")
+    assert bench.headline == "linear_probe.accuracy" and bench.direction == "higher"
+    assert bench.evaluator_options["core.linear_probe"]["label_fractions"] == [1.0, 0.1]
+    assert {"vision3d.fpfh", "vision3d.d2", "vision3d.pca_box", "core.random_init",
+            "core.supervised"} == set(bench.baselines)
+    assert "vision3d.point_mae" in bench.pretexts
+    assert bench.gpu_train["steps"] > bench.train["steps"]
+    assert bench.quick["seconds"] > 0
+
+
+def test_registering_imports_no_domain_library() -> None:
+    code = ("import sys, selfsup_vision3d.plugin; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'numpy', 'scipy', 'open3d')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_open3d_is_named_in_one_line() -> None:
+    code = ("import sys; sys.modules['open3d'] = None\n"
+            "from selfsup_vision3d.open3d_support import require_open3d\n"
+            "try:\n    require_open3d('vision3d.fpfh')\n"
+            "except ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    line = out.stdout.strip()
+    assert "\n" not in line and "vision3d.fpfh needs open3d" in line and "open3d-cpu" in line
