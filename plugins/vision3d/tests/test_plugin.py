@@ -38,6 +38,7 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder"}
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae"}
+    assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2"}
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
                                                   "vision3d.pca_box"}
     assert set(report.registered["benchmark"]) == {"vision3d.shapes"}
@@ -57,7 +58,8 @@ def test_benchmark_is_the_issue_s(registry: Registry) -> None:
     assert bench.evaluator_options["core.linear_probe"]["label_fractions"] == [1.0, 0.1]
     assert {"vision3d.fpfh", "vision3d.d2", "vision3d.pca_box", "core.random_init",
             "core.supervised"} == set(bench.baselines)
-    assert "vision3d.point_mae" in bench.pretexts
+    assert {"vision3d.point_mae", "core.simclr"} == set(bench.pretexts)
+    assert "vision3d.few_shot" in bench.evaluators
     assert bench.gpu_train["steps"] > bench.train["steps"]
     assert bench.quick["seconds"] > 0
 

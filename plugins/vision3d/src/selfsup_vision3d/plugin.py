@@ -18,6 +18,7 @@ from selfsup.api import (
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
+    EvaluatorSpec,
     PretextSpec,
     hookimpl,
 )
@@ -91,6 +92,22 @@ def register_pretext_tasks(register: Register) -> None:
 
 
 @hookimpl
+def register_evaluators(register: Register) -> None:
+    register(EvaluatorSpec(
+        "vision3d.few_shot", "selfsup_vision3d.evaluators.few_shot:build", MODALITIES,
+        "N-way K-shot episodes on the test split, nearest prototype of frozen embeddings "
+        "(accuracy and its 95% interval)",
+        task_kinds=("classification",),
+    ))
+    register(EvaluatorSpec(
+        "vision3d.rotation_r2", "selfsup_vision3d.evaluators.rotation_r2:build", MODALITIES,
+        "R^2 of the rotation between a cloud and its rotated copy, regressed by an MLP from "
+        "their frozen embeddings (0: rotation-invariant)",
+        task_kinds=("*",),
+    ))
+
+
+@hookimpl
 def register_baselines(register: Register) -> None:
     register(BaselineSpec(
         "vision3d.fpfh", "selfsup_vision3d.baselines:build_fpfh", MODALITIES,
@@ -120,10 +137,10 @@ def register_benchmarks(register: Register) -> None:
         name="vision3d.shapes",
         dataset="vision3d.shapes",
         encoder="vision3d.point_transformer",
-        pretexts=("vision3d.point_mae", "core.simclr", "core.byol"),
-        evaluators=("core.linear_probe", "core.knn"),
+        pretexts=("vision3d.point_mae", "core.simclr"),
+        evaluators=("core.linear_probe", "core.knn", "vision3d.few_shot"),
         summary="12-class procedural shapes in random SO(3) poses with partial scans, "
-        "outliers and anisotropic scale: Point-MAE, SimCLR and BYOL pretraining of a "
+        "outliers and anisotropic scale: Point-MAE and SimCLR pretraining of a "
         "point-patch transformer beside FPFH, D2 and PCA-box descriptors, a random-init "
         "and a supervised transformer",
         dataset_options={"n_per_class": 100, "n_points": 512},
@@ -132,9 +149,9 @@ def register_benchmarks(register: Register) -> None:
         pretext_options={
             "vision3d.point_mae": {"mask_ratio": 0.6},
             "core.simclr": {**heads, "temperature": 0.2},
-            "core.byol": {**heads, "pred_hidden_dim": 256},
         },
-        evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]}},
+        evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]},
+                           "vision3d.few_shot": {"n_way": 5, "k_shot": 5, "n_query": 10}},
         baselines=("core.random_init", "core.supervised", "vision3d.fpfh", "vision3d.d2",
                    "vision3d.pca_box"),
         baseline_options={"core.supervised": {"epochs": 6}},

@@ -1,0 +1,1 @@
+"""The field's evaluations on frozen point-cloud embeddings."""
