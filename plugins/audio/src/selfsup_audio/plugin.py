@@ -128,5 +128,5 @@ def register_benchmarks(register: Register) -> None:
         quick={"pretexts": ("audio.ssast", "core.byol"),
                "baselines": ("core.random_init", "audio.mfcc"),
                "evaluators": ("core.linear_probe",), "train": {"steps": 100},
-               "seconds": 150},
+               "seconds": 105},
     ))

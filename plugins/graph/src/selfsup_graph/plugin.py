@@ -416,7 +416,7 @@ def register_benchmarks(register: Register) -> None:
             quick={"pretexts": ("graph.grace", "graph.dgi"),
                    "baselines": ("core.random_init", "graph.pca"),
                    "evaluators": ("core.linear_probe",), "train": {"steps": 100},
-                   "seconds": 60},
+                   "seconds": 25},
         )
     )
     register(

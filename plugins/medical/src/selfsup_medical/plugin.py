@@ -495,7 +495,7 @@ def register_benchmarks(register: Register) -> None:
             figures="selfsup_medical.figures:ct_denoise",
             quick={"pretexts": ("medical.noise2score", "medical.filter2noise"),
                    "baselines": ("medical.identity", "medical.bilateral"),
-                   "train": {"steps": 100}, "seconds": 120},
+                   "train": {"steps": 100}, "seconds": 45},
         )
     )
     register(

@@ -198,6 +198,6 @@ def register_benchmarks(register: Register) -> None:
             quick={"pretexts": ("molecular.mlm", "core.simclr"),
                    "baselines": ("core.random_init", "molecular.morgan"),
                    "evaluators": ("core.linear_probe",), "train": {"steps": 100},
-                   "seconds": 120},
+                   "seconds": 30},
         )
     )
