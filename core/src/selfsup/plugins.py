@@ -50,6 +50,7 @@ KNOWN_PLUGINS: dict[str, str] = {
     "molecular": "selfsup-molecular",
     "audio": "selfsup-audio",
     "vision3d": "selfsup-vision3d",
+    "remote_sensing": "selfsup-remote-sensing",
 }
 
 

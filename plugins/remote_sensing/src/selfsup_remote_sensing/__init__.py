@@ -1,0 +1,1 @@
+"""selfsup-remote-sensing: self-supervised SAR despeckling (see README.md)."""

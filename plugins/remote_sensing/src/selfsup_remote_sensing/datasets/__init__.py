@@ -1,0 +1,1 @@
+"""Datasets: the simulated despeckling set (offline default), your SLC files, real scenes."""

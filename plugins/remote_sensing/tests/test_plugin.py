@@ -1,0 +1,68 @@
+"""selfsup's conformance kit over everything selfsup-remote-sensing registers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selfsup.api import DENSE, Registry, check_plugin
+
+from .conftest import TINY, TINY_DNCNN, TINY_UNET
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    folder = tmp_path_factory.mktemp("slc")
+    rng = np.random.default_rng(0)
+    np.save(folder / "scene.npy", (rng.standard_normal((40, 40)) + 1j * rng.standard_normal(
+        (40, 40))).astype(np.complex64))
+    return check_plugin(
+        "remote_sensing",
+        dataset_options={"remote_sensing.despeckle": TINY,
+                         "remote_sensing.slc_folder": {"root": str(folder), "patch_size": 32,
+                                                       "patch_overlap": 8}},
+        encoder_options={"remote_sensing.merlin_unet": TINY_UNET,
+                         "remote_sensing.dncnn": TINY_DNCNN},
+    )
+
+
+def test_check_plugin_passes(registry: Registry) -> None:
+    report = next(r for r in registry.reports if r.name == "remote_sensing")
+    assert set(report.registered["dataset"]) == {"remote_sensing.despeckle",
+                                                 "remote_sensing.slc_folder"}
+    assert set(report.registered["encoder"]) == {"remote_sensing.merlin_unet",
+                                                 "remote_sensing.dncnn"}
+    assert set(report.registered["pretext"]) == {"remote_sensing.merlin",
+                                                 "remote_sensing.blind_spot"}
+    assert set(report.registered["baseline"]) == {
+        f"remote_sensing.{k}" for k in ("identity", "boxcar", "lee", "frost", "median",
+                                        "tv_log", "nlm_log")}
+    assert registry.get("dataset", "remote_sensing.despeckle").modality == "sar.slc"
+    assert all(registry.get("encoder", k).faces == (DENSE,)
+               for k in report.registered["encoder"])
+
+
+def test_benchmark_is_the_issue_s(registry: Registry) -> None:
+    bench = registry.get("benchmark", "remote_sensing.despeckle")
+    assert bench.headline == "despeckling.psnr" and bench.direction == "higher"
+    assert {"remote_sensing.merlin", "remote_sensing.blind_spot"} == set(bench.pretexts)
+    assert bench.gpu_train["steps"] > bench.train["steps"]
+    assert bench.quick["seconds"] > 0 and bench.figures
+
+
+def test_registering_imports_no_domain_library() -> None:
+    code = ("import sys, selfsup_remote_sensing.plugin; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'numpy', 'scipy', 'skimage', 'tifffile', 'h5py', 'mulog')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_mulog_is_never_imported(registry: Registry) -> None:
+    assert "mulog" not in sys.modules and "bm3d" not in sys.modules
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert "mulog" not in pyproject and "bm3d" not in pyproject
