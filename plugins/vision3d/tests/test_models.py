@@ -96,3 +96,26 @@ def test_descriptors_tell_shapes_apart() -> None:
     x = torch.as_tensor(np.stack([ball, stick]), dtype=torch.float32)
     e = PCABox(PCABoxOptions()).embed(x)
     assert e[0, 3] > 0.8 and e[1, 3] < 0.2  # second extent over the first
+
+
+def test_equivariant_objective_uses_the_views_relative_rotation() -> None:
+    from selfsup_vision3d.datasets.base import PointCloudDataset
+    from selfsup_vision3d.datasets.views import PointViews
+    from selfsup_vision3d.encoders import PointNet, PointNetConfig
+    from selfsup_vision3d.pretexts.equivariant import Equivariant, EquivariantConfig
+
+    x = np.random.default_rng(0).standard_normal((8, 32, 3)).astype(np.float32)
+    only_rotation = PointViews(scale_min=1.0, scale_max=1.0, jitter=0.0, dropout_max=0.0,
+                               crop_prob=0.0)
+    ds = PointCloudDataset(x, np.arange(8) % 2, {"train": np.arange(8)}, ["a", "b"],
+                           only_rotation)
+    gen = torch.Generator().manual_seed(0)
+    v1, r1 = ds.augment_with_rotation(torch.as_tensor(x), gen)
+    v2, r2 = ds.augment_with_rotation(torch.as_tensor(x), gen)
+    rel = r2 @ r1.transpose(1, 2)
+    assert torch.allclose(v1 @ rel.transpose(1, 2), v2, atol=1e-4)
+    task = Equivariant(PointNet(PointNetConfig(embed_dim=16, width=8)), ds,
+                       EquivariantConfig(n_invariant=8, n_vectors=4, proj_hidden_dim=16))
+    out = task(torch.as_tensor(x), gen)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["equivariant"] > 0

@@ -89,6 +89,15 @@ def register_pretext_tasks(register: Register) -> None:
         options={"mask_ratio": 0.6, "decoder_depth": 2, "decoder_heads": 4},
         face=MASKED_TOKENS,
     ))
+    register(PretextSpec(
+        "vision3d.equivariant", "selfsup_vision3d.pretexts.equivariant:build", MODALITIES,
+        "predictor-free split invariant/equivariant objective (in the spirit of EquiCaps, "
+        "no capsules): NT-Xent on the invariant part, the views' relative rotation acting "
+        "on 3-vectors of the equivariant part",
+        options={"n_invariant": 64, "n_vectors": 16, "proj_hidden_dim": 256,
+                 "temperature": 0.2, "equivariant_weight": 1.0},
+        needs_views=True,
+    ))
 
 
 @hookimpl
