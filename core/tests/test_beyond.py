@@ -179,7 +179,9 @@ def test_the_linear_head_fits_and_its_loss_is_stationary() -> None:
 def test_beyond_detects_pgd_on_blobs_and_eps_zero_attacks_nothing() -> None:
     # eps=0.5 train stds flips about 3 in 4 blobs; noisy views of an adversarial example,
     # which sits near the boundary, often fall back on the true side
-    metrics = beyond.build(eps=[0.0, 0.5], neighbours=20)(LinearEncoder(), Blobs(), _ctx((0, 1)))
+    encoder = LinearEncoder().train()
+    metrics = beyond.build(eps=[0.0, 0.5], neighbours=20)(encoder, Blobs(), _ctx((0, 1)))
+    assert encoder.training  # its mode is given back
     assert metrics["beyond.clean_accuracy"] > 0.95
     assert metrics["beyond.attack_success@eps0"] == 0.0
     assert metrics["beyond.attacked_accuracy@eps0"] == metrics["beyond.clean_accuracy"]

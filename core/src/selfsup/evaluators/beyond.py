@@ -51,9 +51,10 @@ Where this differs from the paper, and why:
   a frozen encoder has); the attack knows the classifier but not the detector
   (not adaptive), the paper's default threat model.
 - The paper's representation is the SSL *projector*'s output; only the frozen
-  encoder reaches an evaluator, so its embedding is used, centred on the train
-  split's mean (SimSiam's projector, the paper's, ends in a batch norm, so its
-  outputs are centred too).
+  encoder reaches an evaluator, so its embedding is used, centred (SimSiam's
+  projector, the paper's, ends in a batch norm, so its
+  outputs are centred too, on running statistics of augmented batches): cosines
+  are taken around the mean embedding of one view of each train input.
 - The paper's label score is the count of agreeing neighbours, its official code
   the cosine between the input label's one-hot and the neighbours' logits,
   weighted with the representation score and read at the K-th largest
@@ -332,7 +333,6 @@ def beyond_detection(
     head = fit_linear_head(z_train, np.searchsorted(classes, class_labels(y_train)),
                            len(classes), config.l2)
     model = Attacked(encoder, head).to(device)
-    centre = head.mean.to(device)
     std, low, high = (t.to(device) for t in _feature_stats(dataset, ctx.batch_size))
     clip = (low, high) if config.clip else (None, None)
     n_split = dataset.n_labelled(config.split)
@@ -340,6 +340,7 @@ def beyond_detection(
     model.eval()
     per_seed = []
     try:
+        centre = _view_centre(model, dataset, ctx)
         for seed in seeds:
             indices = None
             if config.max_samples is not None and config.max_samples < n_split:
@@ -412,6 +413,24 @@ def _score_table(parts: list[tuple[torch.Tensor, torch.Tensor]], alpha: float
     label = torch.cat([p[1] for p in parts]).double().cpu().numpy()
     return {"similarity": similarity, "label": label,
             "combined": alpha * label + (1 - alpha) * similarity}
+
+
+def _view_centre(model: Attacked, dataset: SSLDataset, ctx: EvalContext) -> torch.Tensor:
+    """The mean embedding of one view of each train input (a fixed seed).
+
+    Stands in for the batch norm that ends SimSiam's projector, whose running
+    statistics come from augmented training batches: cosines are taken around it.
+    """
+    device = torch.device(ctx.device)
+    generator = torch.Generator(device=device).manual_seed(12_345)
+    total, n = None, 0
+    with torch.no_grad():
+        for x, _ in _labelled_tensors(dataset, "train", ctx.batch_size):
+            z = model.embed(dataset.augment(x.to(device), generator)).double().sum(0)
+            total = z if total is None else total + z
+            n += x.shape[0]
+    assert total is not None
+    return (total / n).float()
 
 
 # -- data access -------------------------------------------------------------------------
