@@ -277,7 +277,8 @@ def test_a_pretext_and_an_encoder_meet_through_faces() -> None:
     reg.add_plugin(Special(), "toy")
     with pytest.raises(IncompatibleError, match=r"pretext 'toy.picky' trains the 'toy.special' "
                                                 r"face, and encoder 'core.mlp' offers "
-                                                r"\['embedding'\]; vector encoders that offer "
+                                                r"\['embedding', 'stages'\]; vector encoders "
+                                                r"that offer "
                                                 r"'toy.special': toy.special_mlp"):
         build(parse_experiment(_raw(pretext={"name": "toy.picky"})), reg)
     built = build(parse_experiment(_raw(pretext={"name": "toy.picky"},

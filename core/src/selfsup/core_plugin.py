@@ -256,6 +256,6 @@ def register_benchmarks(register: Register) -> None:
             quick={"pretexts": ("core.simclr", "core.vicreg"),
                    "baselines": ("core.input", "core.random_init"),
                    "evaluators": ("core.linear_probe", "core.knn"),
-                   "train": {"steps": 150}, "seconds": 40},
+                   "train": {"steps": 150}, "seconds": 30},
         )
     )
