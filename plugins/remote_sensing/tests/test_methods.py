@@ -119,3 +119,20 @@ def test_correlated_variant_is_decorrelated_by_merlin_s_step() -> None:
     slc = ds.labelled_split("train")[0][0]
     assert abs(cross_correlation(slc.numpy(), (1, 0))) > 0.2
     assert abs(cross_correlation(recenter_spectrum(slc).numpy(), (1, 0))) < 0.1
+
+
+def test_blind_spot_inference_is_j_invariant_and_saved() -> None:
+    torch.manual_seed(0)
+    enc = DnCNN(width=4, depth=3).eval()
+    BlindSpot(enc, BlindSpotConfig(grid=3))
+    assert int(enc.blind_grid) == 3
+    slc = torch.randn(1, 2, 12, 12)
+    changed = slc.clone()
+    changed[0, :, 5, 7] *= 10.0
+    with torch.no_grad():
+        a, b = enc.dense(slc), enc.dense(changed)
+    assert torch.allclose(a[0, 0, 5, 7], b[0, 0, 5, 7])  # no output sees its own pixel
+    assert not torch.allclose(a, b)
+    fresh = DnCNN(width=4, depth=3)
+    fresh.load_state_dict(enc.state_dict())
+    assert int(fresh.blind_grid) == 3

@@ -11,6 +11,13 @@ so an exported encoder reads SLCs the way it was trained):
 
 - ``reads_parts = 0`` (default; blind-spot and supervised training): the network
   sees ``log |z|^2``.
+- ``blind_grid = g > 0`` (set by the blind-spot pretext): J-invariant inference as in
+  Noise2Self: for each of the ``g^2`` phases of a grid of every ``g``-th pixel, the grid's
+  pixels are replaced by the mean of their four neighbours (:func:`blind_input`) and
+  the network's output is kept on them; so no output depends on its own pixel, as in
+  training. Running a network trained that way on the unmasked image instead is
+  another function (measured: 9 dB amplitude PSNR instead of 23, below the noisy
+  input, at the benchmark's budget).
 - ``reads_parts = 1`` (set by MERLIN): the network sees ``log(2 a^2)`` and ``log(2 b^2)``
   of the real and imaginary parts separately, as in training, and the two
   estimates are averaged in intensity (the authors' inference); with
@@ -47,14 +54,17 @@ class LogDespeckler(nn.Module):
         self.log_min, self.log_max = float(log_min), float(log_max)
         self.register_buffer("reads_parts", torch.zeros(()))
         self.register_buffer("recenter", torch.zeros(()))
+        self.register_buffer("blind_grid", torch.zeros((), dtype=torch.long))
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def set_input(self, *, parts: bool, recenter: bool = False) -> None:
-        """How ``dense`` reads an SLC: the real and imaginary parts (MERLIN) or ``|z|^2``."""
+    def set_input(self, *, parts: bool, recenter: bool = False, blind_grid: int = 0) -> None:
+        """How ``dense`` reads an SLC: the real and imaginary parts (MERLIN) or ``|z|^2``,
+        with J-invariant grid masking when ``blind_grid > 0`` (module docstring)."""
         self.get_buffer("reads_parts").fill_(float(parts))
         self.get_buffer("recenter").fill_(float(recenter))
+        self.get_buffer("blind_grid").fill_(int(blind_grid))
 
     def restore(self, log_i: torch.Tensor) -> torch.Tensor:
         """Estimated ``log R`` ``[B, 1, H, W]`` from a log-intensity ``[B, 1, H, W]``."""
@@ -77,10 +87,36 @@ class LogDespeckler(nn.Module):
             both = self.restore(torch.cat([la, lb]))
             ea, eb = both.chunk(2)
             return torch.logaddexp(ea, eb) - math.log(2.0)
+        grid = int(self.get_buffer("blind_grid"))
+        if grid > 0:
+            return self.restore_blind(log_intensity(slc), grid)
         return self.restore(log_intensity(slc))
+
+    def restore_blind(self, log_i: torch.Tensor, grid: int) -> torch.Tensor:
+        """J-invariant estimate: each grid phase's pixels from their masked input."""
+        out = torch.zeros_like(log_i)
+        for phase in range(grid * grid):
+            masked, mask = blind_input(log_i, grid, phase)
+            out = torch.where(mask, self.restore(masked), out)
+        return out
 
     def forward(self, slc: torch.Tensor) -> torch.Tensor:
         return self.dense(slc)
+
+
+_NEIGHBOURS = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
+
+
+def blind_input(log_i: torch.Tensor, grid: int, phase: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log_i`` ``[B, 1, H, W]`` with the pixels of one grid phase (every ``grid``-th pixel,
+    offset ``divmod(phase, grid)``) replaced by the mean of their four neighbours
+    (Noise2Self's masking), and that grid as a bool mask."""
+    dy, dx = divmod(int(phase), grid)
+    mask = torch.zeros_like(log_i, dtype=torch.bool)
+    mask[..., dy::grid, dx::grid] = True
+    kernel = _NEIGHBOURS.to(log_i)[None, None]
+    neighbours = F.conv2d(F.pad(log_i, (1, 1, 1, 1), mode="reflect"), kernel)
+    return torch.where(mask, neighbours, log_i), mask
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
