@@ -13,7 +13,7 @@ from selfsup_vision3d.baselines import D2, D2Options, PCABox, PCABoxOptions
 from selfsup_vision3d.datasets import shapes
 from selfsup_vision3d.datasets.base import PointCloudDataset
 from selfsup_vision3d.datasets.views import PointViews
-from selfsup_vision3d.evaluators import few_shot, rotation_r2
+from selfsup_vision3d.evaluators import few_shot, linear_svm, rotation_r2
 
 
 class FirstPoints(nn.Module):
@@ -47,3 +47,11 @@ def test_rotation_r2_separates_invariant_from_equivariant() -> None:
     ctx = EvalContext(seeds=(0,))
     assert evaluate(FirstPoints(), ds, ctx)["rotation_r2.r2"] > 0.7
     assert evaluate(D2(32, D2Options(pairs=256)), ds, ctx)["rotation_r2.r2"] < 0.1
+
+
+def test_linear_svm_reads_a_descriptor(shapes_cache: Path) -> None:
+    ds = shapes.build(n_per_class=25, n_points=64, partial=0.0, cache_dir=str(shapes_cache))
+    evaluate = linear_svm.build(label_fractions=[1.0, 0.2])
+    out = evaluate(PCABox(PCABoxOptions()), ds, EvalContext(seeds=(0,)))
+    assert out["linear_svm.accuracy"] > 0.3  # chance: 1/12
+    assert {"linear_svm.accuracy@20%", "linear_svm.f1_macro"} <= set(out)

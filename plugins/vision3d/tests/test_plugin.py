@@ -38,7 +38,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder"}
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant"}
-    assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2"}
+    assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2",
+                                                     "vision3d.linear_svm"}
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
                                                   "vision3d.pca_box"}
     assert set(report.registered["benchmark"]) == {"vision3d.shapes"}

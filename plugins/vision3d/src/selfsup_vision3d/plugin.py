@@ -109,6 +109,12 @@ def register_evaluators(register: Register) -> None:
         task_kinds=("classification",),
     ))
     register(EvaluatorSpec(
+        "vision3d.linear_svm", "selfsup_vision3d.evaluators.linear_svm:build", MODALITIES,
+        "linear SVM (LinearSVC, C chosen on val) on frozen embeddings, with label "
+        "fractions: the field's protocol",
+        task_kinds=("classification",),
+    ))
+    register(EvaluatorSpec(
         "vision3d.rotation_r2", "selfsup_vision3d.evaluators.rotation_r2:build", MODALITIES,
         "R^2 of the rotation between a cloud and its rotated copy, regressed by an MLP from "
         "their frozen embeddings (0: rotation-invariant)",
@@ -147,7 +153,8 @@ def register_benchmarks(register: Register) -> None:
         dataset="vision3d.shapes",
         encoder="vision3d.point_transformer",
         pretexts=("vision3d.point_mae", "core.simclr"),
-        evaluators=("core.linear_probe", "core.knn", "vision3d.few_shot"),
+        evaluators=("core.linear_probe", "vision3d.linear_svm", "core.knn",
+                    "vision3d.few_shot"),
         summary="12-class procedural shapes in random SO(3) poses with partial scans, "
         "outliers and anisotropic scale: Point-MAE and SimCLR pretraining of a "
         "point-patch transformer beside FPFH, D2 and PCA-box descriptors, a random-init "
@@ -160,6 +167,7 @@ def register_benchmarks(register: Register) -> None:
             "core.simclr": {**heads, "temperature": 0.2},
         },
         evaluator_options={"core.linear_probe": {"label_fractions": [1.0, 0.1]},
+                           "vision3d.linear_svm": {"label_fractions": [1.0, 0.1]},
                            "vision3d.few_shot": {"n_way": 5, "k_shot": 5, "n_query": 10}},
         baselines=("core.random_init", "core.supervised", "vision3d.fpfh", "vision3d.d2",
                    "vision3d.pca_box"),
