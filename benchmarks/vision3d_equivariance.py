@@ -1,6 +1,6 @@
 """How much pose the vision3d.shapes encoders keep: rotation-prediction R^2 and probe.
 
-Trains ``vision3d.equivariant`` on ``vision3d.shapes`` with the benchmark's encoder,
+Trains ``vision3d.equivariant`` (or ``--pretext``) on ``vision3d.shapes`` with the benchmark's encoder,
 training settings and views (150 steps, batch 32, AdamW lr 1e-3 with 15 warm-up
 steps, through selfsup's Trainer), then scores it, a random-init encoder and, when
 a ``selfsup bench --benchmark vision3d.shapes`` folder is given, that run's exported
@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="a vision3d.shapes bench output folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--pretext", default="vision3d.equivariant",
+                        help="the plugin pretext to train (default vision3d.equivariant)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     reg = get_registry()
@@ -43,12 +45,12 @@ def main() -> None:
     models["random_init"] = encoder_spec.build(dataset, **spec.encoder_options)
     torch.manual_seed(0)
     encoder = encoder_spec.build(dataset, **spec.encoder_options)
-    task = reg.get("pretext", "vision3d.equivariant").build(encoder, dataset)
+    task = reg.get("pretext", args.pretext).build(encoder, dataset)
     config = TrainConfig(**{**spec.train, "steps": args.steps})
     start = time.perf_counter()
-    Trainer(task, dataset, config, run_dir=args.out / "equivariant").fit()
+    Trainer(task, dataset, config, run_dir=args.out / args.pretext).fit()
     train_seconds = time.perf_counter() - start
-    models["vision3d.equivariant"] = task.encoder
+    models[args.pretext] = task.encoder
     if args.bench:
         for key in spec.pretexts:
             folder = args.bench / spec.name / key

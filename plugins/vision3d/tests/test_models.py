@@ -119,3 +119,37 @@ def test_equivariant_objective_uses_the_views_relative_rotation() -> None:
     out = task(torch.as_tensor(x), gen)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and out["equivariant"] > 0
+
+
+def test_depth_views_see_the_near_side() -> None:
+    # a flat square at z = 0.5 above a wider one at z = -0.5: seen from +z only the
+    # upper one shows where they overlap
+    rng = np.random.default_rng(0)
+    top = np.c_[rng.uniform(-0.3, 0.3, (400, 2)), np.full(400, 0.5)]
+    bottom = np.c_[rng.uniform(-0.6, 0.6, (1600, 2)), np.full(1600, -0.5)]
+    x = torch.as_tensor(np.concatenate([top, bottom])[None], dtype=torch.float32)
+    img = g.render_depth(x, torch.eye(3)[None, None], size=32)[0, 0]
+    assert img.shape == (32, 32)
+    assert torch.isclose(img[16, 16], torch.tensor(0.75))  # (0.5 + 1) / 2
+    assert torch.isclose(img[16, 8], torch.tensor(0.25)) and img[0, 0] == 0
+    flipped = torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None, None]  # seen from -z
+    assert torch.isclose(g.render_depth(x, flipped, size=32)[0, 0, 16, 16], torch.tensor(0.75))
+
+
+def test_depth_contrast_trains_both_branches() -> None:
+    from selfsup_vision3d.datasets.base import PointCloudDataset
+    from selfsup_vision3d.datasets.views import PointViews
+    from selfsup_vision3d.encoders import PointNet, PointNetConfig
+    from selfsup_vision3d.pretexts.depth_contrast import DepthContrast, DepthContrastConfig
+
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (8, 64, 3)).astype(np.float32)
+    ds = PointCloudDataset(x, np.arange(8) % 2, {"train": np.arange(8)}, ["a", "b"],
+                           PointViews())
+    task = DepthContrast(PointNet(PointNetConfig(embed_dim=16, width=8)), ds,
+                         DepthContrastConfig(image_size=32, depth_dim=16, proj_hidden_dim=16,
+                                             proj_out_dim=8))
+    out = task(torch.as_tensor(x), torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["inter"] > 0 and out["intra"] > 0
+    assert all(p.grad is not None for p in task.depth.parameters())
+    assert all(p.grad is not None for p in task.encoder.deep.parameters())

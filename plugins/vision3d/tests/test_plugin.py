@@ -37,7 +37,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "vision3d")
     assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder"}
     assert set(report.registered["encoder"]) == set(TINY)
-    assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant"}
+    assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant",
+                                                 "vision3d.depth_contrast"}
     assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2",
                                                      "vision3d.linear_svm"}
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",

@@ -237,3 +237,22 @@ def build_dgcnn(dataset: SSLDataset, **options: Any) -> DGCNN:
 def build_point_transformer(dataset: SSLDataset, **options: Any) -> PointTransformer:
     return PointTransformer(parse_options(PointTransformerConfig, options,
                                           "vision3d.point_transformer"))
+
+
+class DepthCNN(nn.Module):
+    """A small 2D CNN for depth views ``[B, 1, H, W] -> [B, embed_dim]``: four
+    stride-2 conv-BN-ReLU blocks and a global mean pool. The depth branch of
+    ``vision3d.depth_contrast`` (not registered as an encoder: its input is an image)."""
+
+    def __init__(self, embed_dim: int = 128, width: int = 16) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        chans = [1, width, 2 * width, 4 * width, embed_dim]
+        layers: list[nn.Module] = []
+        for a, b in pairwise(chans):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(b),
+                       nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        return self.net(depth).mean(dim=(2, 3))

@@ -242,3 +242,23 @@ def chamfer_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``ChamferDistanceL2``), averaged over the M pairs."""
     d = torch.cdist(a, b) ** 2
     return d.min(2).values.mean() + d.min(1).values.mean()
+
+
+def render_depth(points: torch.Tensor, rotations: torch.Tensor, size: int = 64,
+                 splat: int = 3) -> torch.Tensor:
+    """Depth views ``[B, V, size, size]`` of clouds ``[B, N, 3]`` (in the unit sphere) seen
+    along ``V`` rotations ``[B, V, 3, 3]``: orthographic projection on the rotated x-y
+    plane, a z-buffer keeping the nearest point of each pixel (the camera on +z),
+    intensity ``(z + 1) / 2`` (1 nearest, 0 empty), and a ``splat x splat`` max filter
+    that closes the holes between points (nearer points win, as in a z-buffer)."""
+    b, v = rotations.shape[:2]
+    p = torch.einsum("bnd,bved->bvne", points.float(), rotations.float())  # x R^T
+    ij = ((p[..., :2].clamp(-1, 1) + 1) / 2 * (size - 1)).round().long()
+    flat = (ij[..., 1] * size + ij[..., 0]).flatten(2)  # [B, V, N]
+    depth = ((p[..., 2].clamp(-1, 1) + 1) / 2).flatten(2)
+    img = torch.zeros(b, v, size * size, dtype=depth.dtype, device=depth.device)
+    img = img.scatter_reduce(2, flat, depth, reduce="amax", include_self=True)
+    img = img.view(b * v, 1, size, size)
+    if splat > 1:
+        img = torch.nn.functional.max_pool2d(img, splat, stride=1, padding=splat // 2)
+    return img.view(b, v, size, size)

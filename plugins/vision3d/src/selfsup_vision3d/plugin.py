@@ -90,6 +90,16 @@ def register_pretext_tasks(register: Register) -> None:
         face=MASKED_TOKENS,
     ))
     register(PretextSpec(
+        "vision3d.depth_contrast", "selfsup_vision3d.pretexts.depth_contrast:build",
+        MODALITIES,
+        "CLIP2Point-style pretraining without CLIP (Huang et al., ICCV 2023): point encoder "
+        "vs z-buffer depth views (small CNN), plus near/far depth-depth contrast",
+        options={"image_size": 64, "depth_dim": 128, "far_min": 0.6, "far_max": 0.85,
+                 "proj_hidden_dim": 256, "proj_out_dim": 128, "temperature": 0.1,
+                 "intra_weight": 1.0},
+        needs_views=True,
+    ))
+    register(PretextSpec(
         "vision3d.equivariant", "selfsup_vision3d.pretexts.equivariant:build", MODALITIES,
         "predictor-free split invariant/equivariant objective (in the spirit of EquiCaps, "
         "no capsules): NT-Xent on the invariant part, the views' relative rotation acting "
