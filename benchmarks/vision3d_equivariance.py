@@ -1,7 +1,7 @@
 """How much pose the vision3d.shapes encoders keep: rotation-prediction R^2 and probe.
 
-Trains ``vision3d.equivariant`` (or ``--pretext``) on ``vision3d.shapes`` with the benchmark's encoder,
-training settings and views (150 steps, batch 32, AdamW lr 1e-3 with 15 warm-up
+Trains ``vision3d.equivariant`` (or ``--pretext``) on ``vision3d.shapes`` with the
+benchmark's encoder, training settings and views (150 steps, batch 32, AdamW lr 1e-3 with 15 warm-up
 steps, through selfsup's Trainer), then scores it, a random-init encoder and, when
 a ``selfsup bench --benchmark vision3d.shapes`` folder is given, that run's exported
 pretexts, with ``core.linear_probe`` (100%/10% labels) and ``vision3d.rotation_r2``.
