@@ -136,6 +136,6 @@ def register_benchmarks(register: Register) -> None:
         direction="higher",
         quick={"pretexts": ("remote_sensing.merlin",),
                "baselines": ("remote_sensing.identity", "remote_sensing.lee"),
-               "train": {"steps": 100}, "seconds": 120},
+               "train": {"steps": 100}, "seconds": 60},
         figures=f"{M}.figures:despeckle",
     ))
