@@ -511,6 +511,11 @@ def _fmt(metrics: Mapping[str, float], key: str) -> str:
     value, std = metrics[key], metrics.get(key + "_std")
     if is_count(key) and float(value).is_integer():
         return str(int(value))  # counts, such as the number of training labels
+    return mean_std(value, std)
+
+
+def mean_std(value: float, std: float | None) -> str:
+    """``0.972 ± 0.007``, or ``0.972`` where no spread was measured (None or 0)."""
     return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
 
 

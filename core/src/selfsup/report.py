@@ -42,6 +42,7 @@ from selfsup.bench import (
     _fmt,
     headline_keys,
     markdown_table,
+    mean_std,
     ordered_keys,
 )
 from selfsup.errors import RunFolderError
@@ -77,6 +78,12 @@ def direction_of(key: str, headline: str = "", direction: str = "higher") -> str
     name = base.rsplit(".", 1)[-1]
     return "lower" if any(name == t or name.startswith(t + "_") or name.endswith("_" + t)
                           for t in LOWER_IS_BETTER) else "higher"
+
+
+def judged_keys(scores: Sequence[str], headline: str) -> list[str]:
+    """The headline's columns among ``scores`` (one per label regime); none declared or
+    found: the first score."""
+    return headline_keys(scores, headline) or list(scores[:1])
 
 
 def regime(key: str) -> str:
@@ -128,7 +135,7 @@ def verdicts(result: BenchResult) -> list[Verdict]:
         rows = [r for r in result.rows if r.benchmark == bench]
         headline = info.get("headline", "")
         scores, _ = ordered_keys(rows, headline)
-        keys = headline_keys(scores, headline) or scores[:1]  # none declared: the first
+        keys = judged_keys(scores, headline)
         for key in keys:
             direction = direction_of(key, headline, info.get("direction", "higher"))
             baselines = [r for r in rows if r.kind == "baseline"
@@ -148,10 +155,6 @@ def verdicts(result: BenchResult) -> list[Verdict]:
     return out
 
 
-def _pm(value: float, std: float) -> str:
-    return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
-
-
 def verdict_table(items: Sequence[Verdict], result: BenchResult) -> list[list[str]]:
     """Header and rows of the cross-domain summary."""
     rows = [["benchmark", "metric", "labels", "best pretext", "best baseline", "difference",
@@ -160,8 +163,8 @@ def verdict_table(items: Sequence[Verdict], result: BenchResult) -> list[list[st
         bench_s = result.benchmarks.get(v.benchmark, {}).get("seconds")
         cost = f"{v.seconds:.0f} s" + (f" (bench {bench_s / 60:.1f} min)" if bench_s else "")
         rows.append([v.benchmark, f"{v.metric.split('@')[0]} ({v.direction} is better)",
-                     v.regime, f"{v.pretext} {_pm(v.pretext_value, v.pretext_std)}",
-                     f"{v.baseline} {_pm(v.baseline_value, v.baseline_std)}",
+                     v.regime, f"{v.pretext} {mean_std(v.pretext_value, v.pretext_std)}",
+                     f"{v.baseline} {mean_std(v.baseline_value, v.baseline_std)}",
                      f"{v.difference:+.3f}" + (f" (spread {v.spread:.3f})" if v.spread else ""),
                      v.verdict, cost])
     return rows
@@ -416,11 +419,12 @@ def _benchmark_section(bench: str, result: BenchResult, bench_dir: Path) -> list
     rows = [r for r in result.rows if r.benchmark == bench]
     headline = info.get("headline", "")
     keys, counts = ordered_keys(rows, headline)
-    heads = headline_keys(keys, headline) or keys[:1]
+    heads = judged_keys(keys, headline)
     out = [f"<h2>{html.escape(bench)}</h2>"]
     if info.get("summary"):
         out.append(f"<p>{html.escape(info['summary'])}</p>")
-    out.append(f"<p>Headline: <b>{html.escape(headline or heads[0] if heads else '?')}</b>, "
+    shown = headline or (heads[0] if heads else "?")
+    out.append(f"<p>Headline: <b>{html.escape(shown)}</b>, "
                f"{html.escape(info.get('direction', 'higher'))} is better; seeds "
                f"{html.escape(str(info.get('seeds')))}, {info.get('steps')} pretraining steps."
                "</p>")

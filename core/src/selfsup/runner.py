@@ -159,8 +159,9 @@ def evaluate(encoder: nn.Module, built: Built, ctx: EvalContext,
         found = summarise_warnings(name, caught)
         if notes is not None:
             notes.extend(found)
-        for line in found if notes is None else ():
-            log.warning("%s", line)
+        else:
+            for line in found:
+                log.warning("%s", line)
         metrics.update({k: float(v) for k, v in result.items()})
         log.info("%s done in %.1f s", name, time.perf_counter() - t0)
     return metrics
