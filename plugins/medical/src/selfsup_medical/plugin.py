@@ -81,7 +81,8 @@ def register_datasets(register: Register) -> None:
             IMAGE,
             "low-dose CT denoising: real CT/MR slices shipped in installed wheels, low dose "
             "simulated by Poisson noise on the Radon sinogram",
-            options={"photons": 1e4, "image_size": 128, "angles": 180, "seed": 0},
+            options={"photons": 1e4, "image_size": 128, "angles": 180, "seed": 0,
+                     "noise": "ct", "sigma": 0.05, "correlation": 1.0},
             views=VIEW_DEFAULTS,
         )
     )
@@ -151,7 +152,8 @@ def register_encoders(register: Register) -> None:
             IMAGES,
             "MONAI BasicUNet, 2D or 3D, CPU-sized widths; dense output (restoration, "
             "segmentation), and its pooled deepest features",
-            options={"features": None, "out_channels": None, "dropout": 0.0},
+            options={"features": None, "out_channels": None, "dropout": 0.0,
+                     "standardize": None},
             faces=(DENSE, EMBEDDING),
         )
     )

@@ -30,6 +30,18 @@ phantom), val 5 (the three CT slices, ``MR_small``, the abdominal MR), test 24
 batches. Changed in 0.2: the number of projection angles, the option ``views`` in
 0.1, is ``angles``, since ``views`` now holds the view options of every dataset.
 
+Sanity noise (issue 16): ``noise="ct"`` (default) is the low-dose simulation above.
+``noise="gaussian"`` keeps the full-dose FBP images as the clean targets and adds
+i.i.d. zero-mean Gaussian noise of standard deviation ``sigma`` (image units) to
+them instead: pixel-independent by construction, the setting where the
+blind-spot assumption of Noise2Self/Noise2Void holds. ``noise="correlated"`` adds
+the same Gaussian noise blurred by a Gaussian kernel of standard deviation
+``correlation`` pixels and rescaled to standard deviation ``sigma``: spatially
+correlated by construction (neighbouring pixels' noise correlates at about
+``exp(-1 / (4 correlation^2))``), the setting C-BSN is built for. ``photons`` and
+``angles`` only matter for ``"ct"``; the noise is drawn per slice from
+``SeedSequence([seed, k])`` as the dose is.
+
 Measured low-dose PSNR (dB) against the full-dose FBP (data range 1, mean over
 each split, 128x128, 180 angles, seed 0)::
 
@@ -115,24 +127,74 @@ def clean_projections(image_size: int, angles: int) -> dict[str, tuple[Projectio
     }
 
 
+def synthetic_noise(
+    shape: tuple[int, ...], *, sigma: float, correlation: float, seed: int
+) -> torch.Tensor:
+    """Zero-mean Gaussian noise of standard deviation ``sigma``, i.i.d. when
+    ``correlation`` is 0, else white noise blurred by a Gaussian of standard deviation
+    ``correlation`` pixels (wrap-around borders, so every pixel has the same
+    statistics) and rescaled to ``sigma``."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(shape)
+    if correlation > 0:
+        from scipy.ndimage import gaussian_filter
+
+        axes = tuple(range(1, len(shape)))  # not across channels
+        white = gaussian_filter(white, sigma=correlation, mode="wrap", axes=axes)
+        # the blurred field's standard deviation is known exactly: sum of squared weights
+        delta = np.zeros(shape[1:])
+        delta[tuple(0 for _ in axes)] = 1.0
+        white /= np.sqrt((gaussian_filter(delta, sigma=correlation, mode="wrap") ** 2).sum())
+    return torch.from_numpy(sigma * white).float()
+
+
 def pairs(
     *,
     photons: float,
     image_size: int,
     seed: int,
     angles: int = 180,
+    noise: str = "ct",
+    sigma: float = 0.05,
+    correlation: float = 1.0,
 ) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """``split -> [(low-dose FBP, full-dose FBP), ...]``, both ``[1, size, size]``."""
+    """``split -> [(noisy image, full-dose FBP), ...]``, both ``[1, size, size]``; the
+    noisy image is the low-dose FBP (``noise="ct"``) or the full-dose FBP plus
+    synthetic noise (``"gaussian"``, ``"correlated"``: see the module docstring)."""
     _check_options(photons, image_size, seed, angles)
+    _check_noise(noise, sigma, correlation)
     geometry = CTGeometry(views=angles)
     out: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for split, items in clean_projections(image_size, angles).items():
         out[split] = []
         for k, sinogram, full in items:
             state = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-            low = low_dose(sinogram, full, photons=photons, seed=state, geometry=geometry)
-            out[split].append((scale_unit(low, reference=full), scale_unit(full)))
+            clean = scale_unit(full)
+            if noise == "ct":
+                low = low_dose(sinogram, full, photons=photons, seed=state, geometry=geometry)
+                noisy = scale_unit(low, reference=full)
+            else:
+                width = correlation if noise == "correlated" else 0.0
+                noisy = clean + synthetic_noise(
+                    tuple(clean.shape), sigma=sigma, correlation=width, seed=state
+                )
+            out[split].append((noisy, clean))
     return out
+
+
+NOISES = ("ct", "gaussian", "correlated")
+
+
+def _check_noise(noise: str, sigma: float, correlation: float) -> None:
+    if noise not in NOISES:
+        raise ValueError(f"{NAME}: noise must be one of {list(NOISES)}, got {noise!r}")
+    for name, value in (("sigma", sigma), ("correlation", correlation)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value > 0)
+        ):
+            raise ValueError(f"{NAME}: {name} must be a finite number > 0, got {value!r}")
 
 
 def build(
@@ -141,12 +203,17 @@ def build(
     image_size: int = 128,
     seed: int = 0,
     angles: int = 180,
+    noise: str = "ct",
+    sigma: float = 0.05,
+    correlation: float = 1.0,
     views: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """The ``medical.ct_denoise`` dataset (see the module docstring); ``angles``:
-    projection angles; ``views``: the view options (:func:`.views.parse_views`)."""
+    projection angles; ``noise``/``sigma``/``correlation``: the sanity noises;
+    ``views``: the view options (:func:`.views.parse_views`)."""
     image_views = parse_views(views, NAME)
-    labelled = pairs(photons=photons, image_size=image_size, seed=seed, angles=angles)
+    labelled = pairs(photons=photons, image_size=image_size, seed=seed, angles=angles,
+                     noise=noise, sigma=sigma, correlation=correlation)
     counts = ", ".join(f"{k} {len(v)}" for k, v in labelled.items())
     return ImageDataset(
         NAME,
@@ -156,7 +223,11 @@ def build(
         task=TaskSpec("dense"),
         views=image_views,
         source=(
-            f"low-dose CT simulated at {photons:g} photons/bin, {angles} angles, on real "
+            (f"i.i.d. Gaussian noise (sigma {sigma:g}) on full-dose FBP images of "
+             if noise == "gaussian" else
+             f"Gaussian noise (sigma {sigma:g}) blurred by a {correlation:g}-pixel Gaussian "
+             "on full-dose FBP images of " if noise == "correlated" else "")
+            + f"low-dose CT simulated at {photons:g} photons/bin, {angles} angles, on real "
             f"CT (3) and MR (86) slices shipped in pydicom/nibabel/nilearn + the Shepp-Logan "
             f"phantom (train), {image_size}x{image_size}; slices per split: {counts}"
         ),

@@ -90,10 +90,11 @@ def unet_restore(unet: MedUNet, x: torch.Tensor, head: nn.Module | None) -> torc
     up-sampling blocks with skips), so that the last decoder features can go through
     ``head`` instead of the U-Net's final convolution; with ``head=None`` the output
     equals ``unet.dense(x)``."""
-    x0, x1, x2, x3, x4 = unet.encode(x)
+    x0, x1, x2, x3, x4 = unet.encode(x)  # standardises x when unet.standardize
     n = unet.net
     u = n.upcat_1(n.upcat_2(n.upcat_3(n.upcat_4(x4, x3), x2), x1), x0)
-    return (n.final_conv if head is None else head)(u)  # type: ignore[no-any-return]
+    _, mu, sd = unet.standardized(x)
+    return unet.destandardized((n.final_conv if head is None else head)(u), mu, sd)
 
 
 # -- corruptions -------------------------------------------------------------------------
