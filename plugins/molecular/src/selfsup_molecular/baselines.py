@@ -3,7 +3,12 @@
 - ``molecular.morgan``: Morgan fingerprint bits (radius 2, 2048 bits) of each
   molecule, :class:`~selfsup_molecular.features.MorganFingerprint`;
 - ``molecular.rdkit_descriptors``: RDKit's 2D descriptors z-scored on the
-  dataset's training molecules, :class:`~selfsup_molecular.features.RDKitDescriptors`.
+  dataset's training molecules, :class:`~selfsup_molecular.features.RDKitDescriptors`;
+- ``molecular.freesolv_calc``: FreeSolv's physics-based calculated hydration free
+  energy as a one-number feature, :class:`CalculatedFreeEnergy` (with
+  ``core.linear_probe``, a linear recalibration of it fitted on train);
+- ``molecular.pretrained``: the MOSES-pretrained encoder of a budget, loaded
+  without retraining (:func:`selfsup_molecular.pretrained.build_baseline`).
 
 Each factory is ``(dataset, context, **options) -> nn.Module`` offering the
 ``embedding`` face, so ``selfsup bench`` measures it with the benchmark's own
@@ -20,8 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+from torch import nn
+
 from selfsup.api import (
     BaselineContext,
+    NotApplicable,
     SSLDataset,
     non_negative_int,
     option,
@@ -68,3 +78,33 @@ def build_descriptors(dataset: SSLDataset, context: BaselineContext,
     config = parse_options(DescriptorOptions, options, "molecular.rdkit_descriptors")
     raw = compute_descriptors(fit_smiles(dataset))
     return RDKitDescriptors(fit_descriptor_scaling(raw, drop_nonfinite=False, clip=config.clip))
+
+
+class CalculatedFreeEnergy(nn.Module):
+    """FreeSolv's calculated hydration free energy of each molecule, ``[B, 1]``."""
+
+    embed_dim = 1
+
+    def embed(self, batch: Any) -> torch.Tensor:
+        from .freesolv import calc_for
+
+        values = calc_for(list(batch["smiles"]))
+        return torch.from_numpy(values.astype(np.float32))[:, None].to(
+            batch["input_ids"].device)
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.embed(batch)
+
+
+def build_freesolv_calc(dataset: SSLDataset, context: BaselineContext) -> CalculatedFreeEnergy:
+    """``molecular.freesolv_calc``: applies to datasets whose molecules are FreeSolv's."""
+    from .freesolv import calculated
+
+    table = calculated()
+    for split in ("train", "test"):
+        ds = dataset.labelled_split(split)
+        smiles = list(getattr(ds, "smiles", []))
+        if not smiles or any(s not in table for s in smiles):
+            raise NotApplicable(f"{dataset.name}'s {split} molecules are not FreeSolv's; "
+                                "the calculated free energy exists only for FreeSolv")
+    return CalculatedFreeEnergy()

@@ -22,8 +22,10 @@ from typing import Any
 
 from selfsup.api import TaskSpec
 
+from .cleaning import DEFAULT_MAX_LENGTH, clean_rows
 from .corpus import load_corpus, rdkit_file
-from .smiles import DEFAULT_MAX_LENGTH, SmilesDataset, clean_rows, labelled_dataset
+from .labelled import labelled_dataset
+from .smiles import SmilesDataset
 
 DATA_DIR = ("Contrib", "FreeWilson", "data")
 SMILES_FILE = "CHEMBL2321810.smi"

@@ -326,5 +326,8 @@ def fit_smiles(dataset: SSLDataset, limit: int = 5000) -> list[str]:
     train = dataset.labelled_split("train") if "train" in dataset.splits else None
     if train is not None:
         return [str(train[i][0]) for i in range(len(train))]  # type: ignore[arg-type]
+    first = getattr(dataset, "first_pretrain_smiles", None)
+    if first is not None:  # a token cache's items are ids: let the dataset decode them
+        return list(first(limit))
     pre = dataset.pretrain_set()
     return [str(pre[i]) for i in range(min(limit, len(pre)))]  # type: ignore[arg-type]

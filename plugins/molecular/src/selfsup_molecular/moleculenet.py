@@ -26,7 +26,9 @@ from typing import Any
 
 from selfsup.api import TaskSpec
 
-from .smiles import DEFAULT_MAX_LENGTH, SmilesDataset, clean_rows, labelled_dataset
+from .cleaning import DEFAULT_MAX_LENGTH, clean_rows
+from .labelled import labelled_dataset
+from .smiles import SmilesDataset
 
 TASKS = ("regression", "classification")
 PRETRAIN_ON = ("self", "corpus")

@@ -35,11 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,7 +46,19 @@ from torch.utils.data import Dataset
 from selfsup.api import SSLDataset, TaskSpec, parse_options
 
 from . import chem
-from .splits import SPLITS, group_split, split_indices
+from .cleaning import (
+    DEFAULT_MAX_LENGTH,
+    EMPTY_SMILES,
+    INVALID_LABEL,
+    INVALID_SMILES,
+    MISSING_LABEL,
+    TOO_LONG,
+    CleanRows,
+    Skipped,
+    clean_rows,
+    n_tokens,
+    summarize_skipped,
+)
 from .tokenizer import SmilesTokenizer, tokenize
 from .views import SmilesViews
 
@@ -58,138 +67,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LENGTH = 128
-
-#: skip reasons, in the order rows are checked
-MISSING_LABEL = "missing label"
-INVALID_LABEL = "invalid label"
-EMPTY_SMILES = "empty SMILES"
-INVALID_SMILES = "invalid SMILES (unparseable or bad valence)"
-TOO_LONG = "too long"
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A source row left out of a dataset.
-
-    ``row``: where it came from (a 1-based data row or line number, or an id);
-    ``smiles``: the SMILES as given; ``reason``: one of the reasons above;
-    ``detail``: specifics (the token count, the bad label).
-    """
-
-    row: int | str
-    smiles: str
-    reason: str
-    detail: str = ""
-
-
-def summarize_skipped(skipped: Sequence[Skipped], source: str = "", *, show: int = 10) -> str:
-    """How many rows were skipped, grouped by reason, with the first ``show`` rows of each."""
-    where = f" of {source}" if source else ""
-    if not skipped:
-        return f"no rows{where} skipped"
-    groups: dict[str, list[Skipped]] = defaultdict(list)
-    for s in skipped:
-        groups[s.reason].append(s)
-    lines = [f"skipped {len(skipped)} row(s){where}:"]
-    for reason, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        shown = ", ".join(
-            f"{s.row} {_short(s.smiles)!r}" + (f" ({s.detail})" if s.detail else "")
-            for s in items[:show]
-        )
-        more = f", ... and {len(items) - show} more" if len(items) > show else ""
-        lines.append(f"  {reason}: {len(items)} (rows {shown}{more})")
-    return "\n".join(lines)
-
-
-def _short(smiles: str, width: int = 60) -> str:
-    return smiles if len(smiles) <= width else smiles[: width - 3] + "..."
-
-
-# -- cleaning ------------------------------------------------------------------------------
-@dataclass
-class CleanRows:
-    """Rows that passed :func:`clean_rows`: source row ids, canonical SMILES, labels."""
-
-    rows: list[int | str] = field(default_factory=list)
-    smiles: list[str] = field(default_factory=list)
-    labels: list[float] = field(default_factory=list)
-    mols: list[Chem.Mol] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.smiles)
-
-
-def n_tokens(smiles: str) -> int:
-    """Sequence length of ``smiles`` as encoded: its tokens plus ``<bos>`` and ``<eos>``."""
-    return len(tokenize(smiles)) + 2
-
-
-def clean_rows(
-    rows: Iterable[tuple[int | str, Any, Any]],
-    *,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    need_label: bool = False,
-    classes: Sequence[float] | None = None,
-) -> CleanRows:
-    """Check and canonicalise ``(row, smiles, label)`` rows; skip and record bad ones.
-
-    ``need_label``: a missing label (None, empty, NaN) skips the row; a label that is
-    not a number, or not in ``classes`` when given, is an invalid label. Duplicates
-    are kept (deduplicate pretraining sets yourself).
-    """
-    from rdkit import Chem
-
-    out = CleanRows()
-    with chem.quiet_rdkit():  # once for the loop: the context costs as much as a parse
-        for row, raw_smiles, raw_label in rows:
-            smiles = "" if raw_smiles is None else str(raw_smiles)
-            label = _check_label(raw_label, classes) if need_label else math.nan
-            if isinstance(label, tuple):
-                out.skipped.append(Skipped(row, smiles, *label))
-                continue
-            if not smiles.strip():
-                out.skipped.append(Skipped(row, smiles, EMPTY_SMILES))
-                continue
-            mol = chem.to_mol(smiles, quiet=False)
-            if mol is None:
-                out.skipped.append(Skipped(row, smiles, INVALID_SMILES))
-                continue
-            can = str(Chem.MolToSmiles(mol))
-            try:
-                length = n_tokens(can)
-            except ValueError as exc:  # an atom RDKit accepts but the token pattern lacks
-                out.skipped.append(Skipped(row, smiles, INVALID_SMILES, str(exc)))
-                continue
-            if length > max_length:
-                detail = f"{length} tokens > max_length {max_length}"
-                out.skipped.append(Skipped(row, smiles, TOO_LONG, detail))
-                continue
-            out.rows.append(row)
-            out.smiles.append(can)
-            out.labels.append(label)
-            out.mols.append(mol)
-    return out
-
-
-def _check_label(raw: Any, classes: Sequence[float] | None) -> float | tuple[str, str]:
-    """The label as a float, or ``(reason, detail)`` of why it is missing or invalid."""
-    text = "" if raw is None else str(raw).strip()
-    if not text or text.lower() in ("nan", "na", "n/a", "none", "null"):
-        return (MISSING_LABEL, "")
-    try:
-        label = float(text)
-    except ValueError:
-        return (INVALID_LABEL, f"label {text!r} is not a number")
-    if math.isnan(label):
-        return (MISSING_LABEL, "")
-    if not math.isfinite(label):
-        return (INVALID_LABEL, f"label {text!r} is not finite")
-    if classes is not None and label not in classes:
-        return (INVALID_LABEL, f"label {text!r} is not one of {list(classes)}")
-    return label
-
+__all__ = [
+    "DEFAULT_MAX_LENGTH", "EMPTY_SMILES", "INVALID_LABEL", "INVALID_SMILES", "MISSING_LABEL",
+    "TOO_LONG", "CleanRows", "LabelledSmiles", "Skipped", "SmilesDataset", "SmilesList",
+    "clean_rows", "n_tokens", "summarize_skipped",
+]
 
 # -- torch datasets -------------------------------------------------------------------------
 class SmilesList(Dataset[str]):
@@ -344,7 +226,11 @@ class SmilesDataset(SSLDataset):
 
     @property
     def pretrain_smiles(self) -> list[str]:
-        return list(self._pretrain)
+        return self.first_pretrain_smiles(None)
+
+    def first_pretrain_smiles(self, n: int | None) -> list[str]:
+        """The first ``n`` pretraining molecules as SMILES (all when None)."""
+        return list(self._pretrain[:n])
 
     def labelled_split(self, split: str) -> LabelledSmiles | None:
         return self._labelled.get(split)
@@ -479,85 +365,3 @@ class SmilesDataset(SSLDataset):
         sizes = ", ".join(f"{s}={len(d)}" for s, d in self._labelled.items())
         return (f"{type(self).__name__}(name={self.name!r}, pretrain={len(self._pretrain)}"
                 + (f", {sizes}" if sizes else "") + ")")
-
-
-def labelled_dataset(
-    clean: CleanRows,
-    *,
-    name: str,
-    task: TaskSpec,
-    pretrain_smiles: Sequence[str] | None,
-    split: str = "scaffold",
-    seed: int = 0,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    max_length: int = DEFAULT_MAX_LENGTH,
-    views: Mapping[str, Any] | None = None,
-    tokenizer: SmilesTokenizer | None = None,
-    pretrain_source: str = "",
-    notes: Sequence[str] = (),
-    source: str = "",
-) -> SmilesDataset:
-    """A labelled :class:`SmilesDataset` from cleaned rows.
-
-    Splits ``clean`` by ``split`` (``"scaffold"`` or ``"random"`` with ``seed``) and
-    drops every labelled molecule (by canonical SMILES) from ``pretrain_smiles``, so
-    no evaluation molecule is seen in pretraining; the count is ``overlap_removed``.
-    ``pretrain_smiles=None`` pretrains on the train split's molecules (labels hidden),
-    less any that are also in val or test.
-    """
-    if len(clean) < 3:
-        raise ValueError(
-            f"{name}: only {len(clean)} usable labelled molecule(s) in {source or 'the data'}, "
-            f"too few for train/val/test splits; {summarize_skipped(clean.skipped)}"
-        )
-    scaffolds: list[str] = []
-    if split == "scaffold":
-        scaffolds = [chem.murcko_scaffold(m) for m in clean.mols]
-        idx = group_split(scaffolds, fractions)
-    else:
-        idx = split_indices(clean.mols, split, seed=seed, fractions=fractions)
-    empty = [s for s in SPLITS if len(idx[s]) == 0]
-    if empty:
-        raise ValueError(
-            f"{name}: the {split} split of {len(clean)} molecules leaves {empty} empty; "
-            "use more molecules or split='random'"
-        )
-    if pretrain_smiles is None:  # the train split's molecules, labels hidden
-        pretrain_smiles = [clean.smiles[i] for i in idx["train"]]
-        held_out = {clean.smiles[i] for s in ("val", "test") for i in idx[s]}
-        pretrain_source = pretrain_source or "the train split's molecules"
-    else:
-        held_out = set(clean.smiles)
-    unique = list(dict.fromkeys(pretrain_smiles))
-    pretrain = [s for s in unique if s not in held_out]
-    overlap = len(unique) - len(pretrain)
-    sizes = ", ".join(f"{s} {len(idx[s])}" for s in SPLITS)
-    if split == "scaffold":
-        n_scaffolds = {s: len({scaffolds[i] for i in idx[s]}) for s in SPLITS}
-        scaf = " (" + ", ".join(f"{n_scaffolds[s]}" for s in SPLITS) + " scaffolds)"
-    else:
-        scaf = f" (seed {seed})"
-    frac = "/".join(f"{round(100 * f)}" for f in fractions)
-    lines = [
-        *notes,
-        f"split: {split} {frac}: {sizes}{scaf}",
-        f"pretraining set: {pretrain_source or 'given molecules'}, {len(pretrain)} molecules "
-        f"after removing {overlap} that are evaluation molecules",
-    ]
-    labels = np.asarray(clean.labels, dtype=np.float64)
-    ds = SmilesDataset(
-        pretrain,
-        labelled={s: ([clean.smiles[i] for i in idx[s]], labels[idx[s]]) for s in SPLITS},
-        task=task,
-        tokenizer=tokenizer,
-        max_length=max_length,
-        views=views,
-        name=name,
-        skipped=clean.skipped,
-        notes=lines,
-        source=source,
-    )
-    ds.overlap_removed = overlap
-    ds.split_method = split
-    ds.split_rows = {s: [clean.rows[i] for i in idx[s]] for s in SPLITS}
-    return ds

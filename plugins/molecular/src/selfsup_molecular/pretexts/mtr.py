@@ -115,8 +115,14 @@ class MultiTaskRegression(nn.Module, PretextTask):
         super().__init__()
         self.encoder = encoder
         self.config = config
-        pre = dataset.pretrain_set()
-        corpus = [str(pre[i]) for i in range(len(pre))]  # type: ignore[arg-type]
+        # every pretraining molecule's descriptors are computed once (~6 ms each): on
+        # molecular.moses pick a corpus_size (the full corpus would take hours)
+        first = getattr(dataset, "first_pretrain_smiles", None)
+        if first is not None:  # a token cache's items are ids: let the dataset decode them
+            corpus = list(first(None))
+        else:
+            pre = dataset.pretrain_set()
+            corpus = [str(pre[i]) for i in range(len(pre))]  # type: ignore[arg-type]
         self.targets = DescriptorTargets(corpus, config.clip)
         self.head = nn.Linear(encoder_dim(encoder, NAME), self.targets.n_targets)
 
