@@ -166,3 +166,17 @@ def test_registering_imports_neither_torch_nor_rdkit() -> None:
             "print(any(m == 'torch' or m.startswith(('torch.', 'rdkit')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scale_benchmarks_name_the_issue_baselines(registry: Registry) -> None:
+    common = {"core.mean", "core.random_init", "core.supervised", "molecular.morgan",
+              "molecular.rdkit_descriptors", "molecular.pretrained"}
+    freesolv = registry.get("benchmark", "molecular.freesolv")
+    solubility = registry.get("benchmark", "molecular.solubility")
+    assert set(freesolv.baselines) == common | {"molecular.freesolv_calc"}
+    assert set(solubility.baselines) == common
+    for bench in (freesolv, solubility):
+        assert bench.dataset_options["corpus_rows"] == 20_000  # a small cache, not 1.58M
+        assert bench.headline == "linear_probe.rmse" and bench.direction == "lower"
+    sanity = registry.get("benchmark", "molecular.sanity_freesolv")
+    assert {e.beats for e in sanity.sanity} == {"baseline:core.mean"}
