@@ -30,7 +30,8 @@ NODE = (GRAPH_NODE,)
 GRAPH = (GRAPH_GRAPH,)
 BOTH = (GRAPH_NODE, GRAPH_GRAPH)
 #: the default graph views of every dataset (``[dataset.views]``; selfsup_graph.views.GraphViews)
-VIEWS = {"drop_edge": 0.2, "mask_feature": 0.2, "drop_node": 0.0, "subgraph": 0.0}
+VIEWS = {"drop_edge": 0.2, "mask_feature": 0.2, "drop_node": 0.0, "subgraph": 0.0,
+         "keep_marked": False}
 #: GNN encoders: one embedding row per sample (node or graph), and each graph's node states
 GNN_FACES = (EMBEDDING, TOKENS)
 #: GCN, GAT and GIN also give each layer's output (the stages face; encoders.py)
@@ -72,6 +73,25 @@ def register_datasets(register: Register) -> None:
                 "p_out": 0.01,
                 "n_features": 32,
                 "feature_signal": 0.25,
+                "seed": 0,
+                "holdout_edges": 0.0,
+            },
+            views=VIEWS,
+        )
+    )
+    register(
+        DatasetSpec(
+            "graph.two_factor",
+            "selfsup_graph.datasets.two_factor:build",
+            NODE,
+            "generated sanity graph: label 2b + a, factor b only in the edges (two blocks), "
+            "factor a only in the features; for multi-task pretraining (graph.paretognn)",
+            options={
+                "n_nodes": 600,
+                "p_in": 0.02,
+                "p_out": 0.002,
+                "n_features": 16,
+                "feature_signal": 2.0,
                 "seed": 0,
                 "holdout_edges": 0.0,
             },
@@ -140,7 +160,7 @@ def register_datasets(register: Register) -> None:
             GRAPH,
             "generated graph classification set: random graphs with a planted motif (cycle, "
             "house, star, ...) as the class; structural, features uninformative",
-            options={"n_graphs": 600, "seed": 0},
+            options={"n_graphs": 600, "seed": 0, "features": "noise", "mark_motif": False},
             views=VIEWS,
         )
     )
@@ -324,7 +344,7 @@ def register_pretext_tasks(register: Register) -> None:
             "multiple-gradient descent (min-norm task weights, selfsup.api.mgda_combine)",
             options={
                 "tasks": ["graph.grace", "graph.dgi", "graph.graphmae"],
-                "normalization": "loss+",
+                "normalization": "none",
             },
             face=TOKENS,
         )

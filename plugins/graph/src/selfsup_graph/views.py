@@ -9,7 +9,12 @@ Representation Learning", ICML GRL+ workshop 2020):
   same columns for every node (GRACE's feature masking);
 - ``drop_node``: each node is dropped with this probability;
 - ``subgraph``: keep only the nodes reached by a random walk from a random
-  start until this fraction of the nodes is covered (GraphCL's subgraph view).
+  start until this fraction of the nodes is covered (GraphCL's subgraph view);
+- ``keep_marked``: never drop a node that the dataset marks in ``data.marked``
+  (a boolean per node), nor an edge between two marked nodes. A sanity switch:
+  ``graph.motifs`` with ``mark_motif=True`` marks its planted motif, so node and
+  edge dropping perturb only the random tree and every view keeps the label
+  (GraphCL's assumption, issue 16).
 
 Node-level views keep every node so that row ``i`` of both views is the same
 node (core's objectives pair rows): a dropped node, or one outside the sampled
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from selfsup.api import check_value, fraction, option, parse_options, unit_interval
+from selfsup.api import boolean, check_value, fraction, option, parse_options, unit_interval
 
 if TYPE_CHECKING:
     from torch_geometric.data import Batch, Data
@@ -60,6 +65,9 @@ class GraphViews:
     drop_node: float = option(0.0, fraction, "probability of dropping each node")
     subgraph: float = option(
         0.0, unit_interval, "fraction of the nodes a random walk keeps (0: off)"
+    )
+    keep_marked: bool = option(
+        False, boolean, "never drop nodes marked in data.marked, nor edges between them"
     )
 
     def __post_init__(self) -> None:
@@ -104,6 +112,8 @@ class GraphViews:
             out.edge_index = edge_index
             if edge_attr is not None:
                 out.edge_attr = edge_attr
+            if getattr(out, "marked", None) is not None:
+                out.marked = out.marked[keep_node]
             out.num_nodes = int(keep_node.sum())
         return out
 
@@ -144,6 +154,8 @@ class GraphViews:
         out.edge_index = edge_index
         if edge_attr is not None:
             out.edge_attr = edge_attr
+        if getattr(out, "marked", None) is not None:
+            out.marked = out.marked[keep]
         out.batch = batch.batch[keep]
         counts = torch.bincount(out.batch, minlength=batch.num_graphs)
         out.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
@@ -159,6 +171,9 @@ class GraphViews:
         if self.subgraph and self.subgraph < 1.0:
             walk = random_walk_nodes(data.edge_index, n, self.subgraph, generator)
             keep = walk if keep is None else keep & walk
+        marked = self._marked(data)
+        if keep is not None and marked is not None:
+            keep = keep | marked
         return keep
 
     def _kept_edges(
@@ -168,10 +183,24 @@ class GraphViews:
         keep: torch.Tensor | None = None
         if self.drop_edge:
             keep = _bernoulli(ei.shape[1], 1.0 - self.drop_edge, generator, ei.device)
+        marked = self._marked(data)
+        if keep is not None and marked is not None:
+            keep = keep | (marked[ei[0]] & marked[ei[1]])
         if keep_node is not None:
             both = keep_node[ei[0]] & keep_node[ei[1]]
             keep = both if keep is None else keep & both
         return keep
+
+    def _marked(self, data: Data) -> torch.Tensor | None:
+        if not self.keep_marked:
+            return None
+        marked = getattr(data, "marked", None)
+        if marked is None:
+            raise ValueError(
+                "graph views: keep_marked=True needs a boolean data.marked per node; build "
+                "graph.motifs with mark_motif=True, or set keep_marked=False"
+            )
+        return marked.bool()
 
 
 def _bernoulli(

@@ -18,6 +18,14 @@ by one edge; nodes shuffled. Node features are ``1 + 0.1 * noise`` in
 the structure only. Graph labels ``y`` have shape ``[1]``; the split is a seeded,
 stratified 80/10/10. Everything is drawn from ``seed`` (600 graphs in well under
 a second); nothing is downloaded.
+
+Sanity options (issue 16): ``features="degree"`` gives every node a one-hot of its
+degree (1..``N_FEATURES``, larger degrees in the last column) instead of noise:
+features that the structure predicts, GraphMAE's assumption. ``mark_motif=True``
+stores ``data.marked``, a boolean per node that is true on the planted motif, so
+that views built with ``keep_marked=True`` perturb only the random tree and keep
+the label (GraphCL's assumption). The graphs themselves do not change: the same
+seed gives the same edges and labels under every option.
 """
 
 from __future__ import annotations
@@ -44,8 +52,19 @@ MOTIFS: dict[str, tuple[int, list[tuple[int, int]]]] = {
 CLASS_NAMES = tuple(MOTIFS)
 
 
+FEATURES = ("noise", "degree")
+
+
 def motif_graph(label: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """``(edge_index [2, E] undirected and sorted, n_nodes)`` of one graph of class ``label``."""
+    edge_index, n, _ = motif_graph_marked(label, rng)
+    return edge_index, n
+
+
+def motif_graph_marked(
+    label: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`motif_graph` and the ids of the motif's nodes ``[k]``."""
     k, motif = MOTIFS[CLASS_NAMES[label]]
     n = int(rng.integers(16, 31))
     base = n - k
@@ -67,13 +86,23 @@ def motif_graph(label: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     pairs = perm[np.array(sorted(edges)).T]
     both = np.concatenate([pairs, pairs[::-1]], axis=1)
     order = np.lexsort((both[1], both[0]))
-    return both[:, order], n
+    return both[:, order], n, perm[base:]
+
+
+def degree_features(edge_index: np.ndarray, n: int) -> np.ndarray:
+    """One-hot degree ``[n, N_FEATURES]``: column ``d - 1`` for degree ``d``, the last for more."""
+    degree = np.bincount(edge_index[0], minlength=n)
+    x = np.zeros((n, N_FEATURES))
+    x[np.arange(n), np.clip(degree, 1, N_FEATURES) - 1] = 1.0
+    return x
 
 
 def build(
     *,
     n_graphs: int = 600,
     seed: int = 0,
+    features: str = "noise",
+    mark_motif: bool = False,
     views: Mapping[str, Any] | None = None,
 ) -> GraphLevelDataset:
     """``n_graphs`` graphs (at least 40, so that each split holds every class), seeded."""
@@ -84,20 +113,26 @@ def build(
             f"graph.motifs: n_graphs={n_graphs}; use at least 40 so that the "
             "80/10/10 split gives every class to every split"
         )
+    if features not in FEATURES:
+        raise ValueError(f"graph.motifs: features={features!r} is not one of {list(FEATURES)}")
     rng = np.random.default_rng(seed)
     y = np.arange(n_graphs) % len(MOTIFS)  # balanced classes
     rng.shuffle(y)
     graphs = []
     for label in y:
-        edge_index, n = motif_graph(int(label), rng)
-        x = 1.0 + 0.1 * rng.standard_normal((n, N_FEATURES))
-        graphs.append(
-            Data(
-                x=torch.from_numpy(x.astype(np.float32)),
-                edge_index=torch.from_numpy(edge_index.astype(np.int64)),
-                y=torch.tensor([int(label)]),
-            )
+        edge_index, n, motif_nodes = motif_graph_marked(int(label), rng)
+        x = 1.0 + 0.1 * rng.standard_normal((n, N_FEATURES))  # drawn always: same graphs
+        if features == "degree":
+            x = degree_features(edge_index, n)
+        graph = Data(
+            x=torch.from_numpy(x.astype(np.float32)),
+            edge_index=torch.from_numpy(edge_index.astype(np.int64)),
+            y=torch.tensor([int(label)]),
         )
+        if mark_motif:
+            graph.marked = torch.zeros(n, dtype=torch.bool)
+            graph.marked[torch.from_numpy(motif_nodes.astype(np.int64))] = True
+        graphs.append(graph)
     masks = stratified_masks(torch.from_numpy(y), seed, fractions=(0.8, 0.1))
     dataset = GraphLevelDataset(
         "graph.motifs",
@@ -105,7 +140,9 @@ def build(
         {s: m.nonzero().view(-1).tolist() for s, m in masks.items()},
         task=TaskSpec("classification", len(MOTIFS)),
         views=graph_views(views),
-        source=f"generated: {n_graphs} graphs with a planted motif {CLASS_NAMES}, seed {seed}",
+        source=f"generated: {n_graphs} graphs with a planted motif {CLASS_NAMES}, seed {seed}"
+        + (f", {features} features" if features != "noise" else "")
+        + (", motif marked" if mark_motif else ""),
     )
     dataset.class_names = list(CLASS_NAMES)  # type: ignore[attr-defined]
     return dataset

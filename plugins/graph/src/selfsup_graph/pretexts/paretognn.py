@@ -11,9 +11,26 @@ towards the Pareto front of the tasks.
 ``tasks``: registered pretext keys (default GRACE, DGI and GraphMAE: a
 contrastive, a mutual-information and a reconstruction task, in the spirit of the
 paper's mix of pretexts); each is built with its own default options on the
-shared encoder. ``normalization``: how task gradients are scaled before solving
-(Sener and Koltun's ``"loss+"`` by default). Each step logs every task's loss
-and MGDA weight (``loss/<task>``, ``weight/<task>``).
+shared encoder. ``normalization``: how task gradients are scaled before the
+min-norm solve; as in Sener and Koltun's and the ParetoGNN authors' code, the
+weights found multiply the raw losses. The default, ``"none"``, is MGDA as
+Désidéri defines it (and LibMTL's default): the min-norm point of the raw task
+gradients, a direction along which every task loss falls at the same first-order
+rate, so a task whose gradient is small (a slow structural pretext beside a fast
+feature one) is not drowned. Each step logs every task's loss and MGDA weight
+(``loss/<task>``, ``weight/<task>``).
+
+Where this differs from the authors: their default is ``--grad_norm l2``
+(``src/options.py``). With the weights applied to the raw losses, ``"l2"`` gives
+two tasks 0.5 each whatever their gradients (a plain average, dominated by the
+task with the larger raw gradient), and until issue 16 our default was Sener and
+Koltun's ``"loss+"``, under which a normalised gradient has norm ``1 / loss`` and
+the task with the largest loss takes the weight: GRACE's InfoNCE (about 5.5,
+against 0.2-0.7 for DGI and GraphMAE) got 0.94-0.99 and ParetoGNN was GRACE. On
+``graph.two_factor`` (label ``2b + a``, ``b`` only in the edges, ``a`` only in
+the features) ParetoGNN of node clustering and pairwise distance beats either task
+alone with ``"none"`` and ``"loss"``, not with ``"l2"`` or ``"loss+"``
+(BENCHMARKS.md, "Sanity settings and the rows below their input (issue 16)").
 
 Faces: ParetoGNN declares the ``tokens`` face, the one its default tasks train,
 and every task it combines must train that face too (the runner checks only
@@ -73,8 +90,9 @@ class ParetoGNNConfig:
         "each must train the tokens face",
     )
     normalization: str = option(
-        "loss+", one_of(*MGDA_NORMALIZATIONS),
-        "how task gradients are scaled before the min-norm solve (Sener and Koltun's loss+)",
+        "none", one_of(*MGDA_NORMALIZATIONS),
+        "how task gradients are scaled before the min-norm solve: none (plain MGDA), l2 "
+        "(the authors'; two tasks get 0.5 each), loss, loss+ (leans to the largest loss)",
     )
 
 
