@@ -158,24 +158,8 @@ def run_hand_loop(task: TwoViewMLP, ds: Vectors, args: argparse.Namespace) -> No
         epoch += 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5, help="alternating runs of each variant")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    ap.add_argument("--width", type=int, default=512, help="hidden width (small: overhead only)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--noise-floor", action="store_true",
-                    help="time the hand-written loop against itself (an A/A run)")  # fmt: skip
-    args = ap.parse_args(argv)
-    if args.steps <= WARMUP:
-        ap.error(f"--steps must exceed the {WARMUP} warm-up steps")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Alternate the Trainer and the hand-written loop; their step times and ratio."""
     ds = Vectors()
     torch.manual_seed(args.seed)
     sync = args.device.startswith("cuda")
@@ -203,11 +187,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = {name: min(medians) for name, medians in run_medians.items()}
     pooled = {name: statistics.median(steps) for name, steps in all_steps.items()}
     ratio, pooled_ratio = best["trainer"] / best["hand"], pooled["trainer"] / pooled["hand"]
-    print(f"{n_params} parameters, batch {args.batch_size}, torch threads "
+    return {"parameters": n_params, "run_medians_ms": run_medians, "best_ms": best,
+            "all_steps_ms": pooled, "ratio": ratio, "ratio_all_steps": pooled_ratio,
+            "first_loss": losses["hand"][0], "last_loss": losses["hand"][-1]}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5, help="alternating runs of each variant")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--width", type=int, default=512, help="hidden width (small: overhead only)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="time the hand-written loop against itself (an A/A run)")  # fmt: skip
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.steps <= WARMUP:
+        ap.error(f"--steps must exceed the {WARMUP} warm-up steps")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    m = measure(args)
+    best, pooled = m["best_ms"], m["all_steps_ms"]
+    ratio, pooled_ratio = m["ratio"], m["ratio_all_steps"]
+    print(f"{m['parameters']} parameters, batch {args.batch_size}, torch threads "
           f"{torch.get_num_threads()}; losses agree to 5 decimals at all {args.steps} steps "
-          f"(first {losses['hand'][0]:.5f}, last {losses['hand'][-1]:.5f})")  # fmt: skip
+          f"(first {m['first_loss']:.5f}, last {m['last_loss']:.5f})")  # fmt: skip
     for name in ("trainer", "hand"):
-        runs = ", ".join(f"{m:.3f}" for m in run_medians[name])
+        runs = ", ".join(f"{v:.3f}" for v in m["run_medians_ms"][name])
         print(f"{name:>7} median ms/step per run: {runs}; best {best[name]:.3f}, "
               f"all steps {pooled[name]:.3f}")  # fmt: skip
     print(f"ratio trainer/hand-written: {ratio:.3f} (best runs), {pooled_ratio:.3f} (all steps)")

@@ -161,3 +161,59 @@ def test_bench_cli_can_run_baselines_alone(tmp_path: Path) -> None:
                  "--baseline", "core.input", "--evaluator", "core.knn"]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["baseline:core.input"]
+
+
+def test_sanity_conditions_are_checked_against_the_rows(tmp_path: Path) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BenchmarkSpec, Expect
+
+    class Toy:
+        @hookimpl
+        def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
+            register(BenchmarkSpec(
+                name="toy.sanity", dataset="core.digits", encoder="core.mlp",
+                pretexts=(), evaluators=("core.linear_probe",), summary="toy",
+                baselines=("core.input", "core.mean"), headline="linear_probe.accuracy",
+                # pixels separate digits (0.96); a constant predicts one class (0.1)
+                sanity=(Expect("baseline:core.input", beats="baseline:core.mean", margin=0.5),
+                        Expect("baseline:core.mean", beats="baseline:core.input"))))
+
+            register(BenchmarkSpec(
+                name="toy.plain", dataset="core.digits", encoder="core.mlp", pretexts=(),
+                evaluators=("core.linear_probe",), summary="not a sanity benchmark",
+                baselines=("core.input",), headline="linear_probe.accuracy"))
+
+    from selfsup.bench import select_benchmarks
+
+    reg = _toy_registry(Toy())
+    assert [s.name for s in select_benchmarks(reg, None)] == ["toy.plain"]
+    # core's own sanity benchmark (the generic objectives) always runs with --sanity
+    assert [s.name for s in select_benchmarks(reg, None, sanity=True)] == [
+        "toy.sanity", "core.sanity_digits"]
+    result = run_bench(tmp_path, registry=reg, benchmarks=["toy.sanity"], seeds=(0,))
+    assert [c["passed"] for c in result.sanity] == [True, False]
+    assert result.sanity[0]["ahead"] > 0.5 and len(result.sanity_failed) == 1
+    assert "**FAIL**" in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["sanity"][1]["passed"] is False
+
+
+def test_an_expectation_must_name_rows_the_benchmark_runs() -> None:
+    import pytest
+
+    from selfsup.components import BenchmarkSpec, Expect
+
+    with pytest.raises(ValueError, match=r"row\(s\) \['baseline:core.random_init'\]"):
+        BenchmarkSpec(name="toy.bad", dataset="core.digits", encoder="core.mlp",
+                      pretexts=("core.simclr",), evaluators=("core.linear_probe",),
+                      summary="toy", baselines=("core.input",), headline="x",
+                      sanity=(Expect("core.simclr", beats="baseline:core.random_init"),))
+
+
+def test_bench_sanity_cli_fails_when_a_condition_cannot_be_checked(tmp_path: Path,
+                                                                   capsys: Any) -> None:
+    # no pretext rows: core.sanity_digits' conditions have nothing to compare
+    assert main(["bench", "--sanity", "--out", str(tmp_path), "--pretext", "none",
+                 "--no-report"]) == 1
+    out = capsys.readouterr()
+    assert "FAIL  core.sanity_digits: core.simclr > baseline:core.random_init" in out.out
+    assert "sanity condition(s) failed" in out.err

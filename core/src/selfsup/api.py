@@ -7,8 +7,9 @@ imported on first use, so a plugin's ``plugin.py`` can import its specs from her
 
 Contracts (:mod:`selfsup.components`)
     ``DatasetSpec``, ``EncoderSpec``, ``PretextSpec``, ``EvaluatorSpec``,
-    ``BaselineSpec``, ``BenchmarkSpec``; ``SSLDataset``, ``TaskSpec``, ``PretextTask``,
-    ``EvalContext``, ``Evaluator``, ``BaselineContext``, ``Tokens``; the core
+    ``BaselineSpec``, ``BenchmarkSpec`` (``Expect``: a sanity benchmark's condition);
+    ``SSLDataset``, ``TaskSpec``, ``PretextTask``, ``EvalContext``, ``Evaluator``,
+    ``BaselineContext``, ``Tokens``; the core
     modalities (``VECTOR``, ``IMAGE2D``, ``VOLUME3D``, ``KSPACE``, ``GRAPH_NODE``,
     ``GRAPH_GRAPH``, ``SMILES``, ``ANY_MODALITY``) and faces (``EMBEDDING``,
     ``TOKENS``, ``DENSE``, ``STAGES``, ``MASKED_TOKENS``, ``FACES``); ``hookimpl``.
@@ -62,6 +63,7 @@ from selfsup.components import (
     EvalContext,
     Evaluator,
     EvaluatorSpec,
+    Expect,
     PretextSpec,
     PretextTask,
     SSLDataset,
@@ -153,7 +155,7 @@ __all__ = [
     "GRAPH_NODE", "IMAGE2D", "KSPACE", "MASKED_TOKENS", "SMILES", "STAGES", "TASK_KINDS",
     "TOKENS", "VECTOR", "VOLUME3D",
     "BaselineContext", "BaselineSpec", "BenchmarkSpec", "Check", "ConfigError", "DatasetSpec",
-    "EncoderSpec", "EvalContext", "Evaluator", "EvaluatorSpec", "IncompatibleError",
+    "EncoderSpec", "EvalContext", "Evaluator", "EvaluatorSpec", "Expect", "IncompatibleError",
     "NotApplicable", "PretextSpec", "PretextTask", "SSLDataset", "SelfsupError", "TaskSpec",
     "Tokens", "boolean", "check_value", "describe_options", "fraction", "hookimpl",
     "label_fractions", "non_negative", "non_negative_int", "one_of", "open_unit", "option",

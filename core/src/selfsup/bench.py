@@ -83,10 +83,16 @@ class BenchResult:
     benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
+    #: ``selfsup bench --sanity``: one entry per Expect, see :func:`check_sanity`
+    sanity: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def sanity_failed(self) -> list[dict[str, Any]]:
+        return [c for c in self.sanity if not c["passed"]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +103,7 @@ class BenchResult:
             "benchmarks": self.benchmarks,
             "provenance": self.provenance,
             "quick": self.quick,
+            "sanity": self.sanity,
         }
 
     @classmethod
@@ -110,6 +117,7 @@ class BenchResult:
             benchmarks=dict(data.get("benchmarks", {})),
             provenance=dict(data.get("provenance", {})),
             quick=bool(data.get("quick", False)),
+            sanity=list(data.get("sanity", [])),
         )
 
 
@@ -241,12 +249,55 @@ def provenance(command: Sequence[str] | None, registry: Registry, device: str) -
     }
 
 
-def select_benchmarks(registry: Registry, names: Sequence[str] | None) -> list[BenchmarkSpec]:
-    """The benchmarks to run: those named, else every plugin's, else core's own."""
+def select_benchmarks(registry: Registry, names: Sequence[str] | None,
+                      sanity: bool = False) -> list[BenchmarkSpec]:
+    """The benchmarks to run: those named, else every plugin's, else core's own.
+
+    Unnamed, only sanity benchmarks (``BenchmarkSpec.sanity``) with ``sanity``, and
+    none of them without.
+    """
     if names:
         return [registry.get("benchmark", n) for n in names]
-    plugin_specs = [b for b in registry.benchmarks() if not b.name.startswith("core.")]
-    return plugin_specs or [b for b in registry.benchmarks() if b.name.startswith("core.")]
+    pool = [b for b in registry.benchmarks() if bool(b.sanity) == sanity]
+    if sanity and not pool:
+        raise ConfigError("--sanity: no installed plugin declares a sanity benchmark "
+                          "(BenchmarkSpec.sanity)")
+    plugin_specs = [b for b in pool if not b.name.startswith("core.")]
+    if sanity:  # core's sanity benchmark checks the generic objectives: always run it
+        return plugin_specs + [b for b in pool if b.name.startswith("core.")]
+    return plugin_specs or [b for b in pool if b.name.startswith("core.")]
+
+
+def check_sanity(spec: BenchmarkSpec, rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Each of a sanity benchmark's :class:`Expect` conditions against its rows.
+
+    Means over seeds are compared; a row that failed or was skipped fails the
+    condition (a sanity setting is built so that every row applies).
+    """
+    by = {r.method: r.metrics for r in rows if r.benchmark == spec.name}
+    checks = []
+    for expect in spec.sanity:
+        metric = expect.metric or spec.headline
+        higher = spec.direction == "higher"
+        entry: dict[str, Any] = {"benchmark": spec.name, "method": expect.method,
+                                 "beats": expect.beats, "metric": metric,
+                                 "margin": expect.margin,
+                                 "condition": expect.describe(metric, spec.direction)}
+        values = [by.get(row, {}).get(metric) for row in (expect.method, expect.beats)]
+        if None in values:
+            absent = [row for row, v in zip((expect.method, expect.beats), values,
+                                            strict=True) if v is None]
+            entry.update(passed=False, detail=f"no {metric} for {', '.join(absent)} "
+                                              "(failed, skipped or not run)")
+        else:
+            mine, theirs = float(values[0]), float(values[1])  # type: ignore[arg-type]
+            ahead = (mine - theirs) if higher else (theirs - mine)
+            entry.update(value=mine, reference=theirs, ahead=ahead,
+                         passed=bool(ahead > expect.margin),
+                         detail=f"{mine:.4g} vs {theirs:.4g} ({ahead:+.4g}, needs "
+                                f"> {expect.margin:+g})")
+        checks.append(entry)
+    return checks
 
 
 def run_bench(
@@ -264,6 +315,8 @@ def run_bench(
     budget_minutes: float | None = None,
     settings: Sequence[str] = (),
     command: Sequence[str] | None = None,
+    sanity: bool = False,
+    device: str | None = None,
 ) -> BenchResult:
     """Run the benchmarks and write ``results.{json,md,png}`` to ``out_dir``.
 
@@ -271,7 +324,11 @@ def run_bench(
     benchmark's, or its quick share with ``quick``; an empty list of pretexts or
     baselines: none of them). ``steps`` overrides the pretraining steps and caps
     the supervised baseline's. ``budget_minutes`` implies ``quick``.
-    ``settings``: ``--set`` items (:func:`apply_settings`).
+    ``settings``: ``--set`` items (:func:`apply_settings`). ``sanity``: the sanity
+    benchmarks instead of the others (unless ``benchmarks`` names some); each
+    benchmark's :class:`Expect` conditions are checked into ``result.sanity``.
+    ``device``: where every row trains and evaluates (default: CUDA with ``gpu``,
+    else each benchmark's own setting, "auto").
     """
     registry = registry or get_registry()
     out = Path(out_dir)
@@ -280,7 +337,7 @@ def run_bench(
     result = BenchResult(quick=quick)
     installed = {r.name for r in registry.reports if r.ok}
     result.missing_plugins = [d for n, d in KNOWN_PLUGINS.items() if n not in installed]
-    specs = select_benchmarks(registry, benchmarks)
+    specs = select_benchmarks(registry, benchmarks, sanity=sanity)
     if quick and not benchmarks:  # each plugin's default: the benchmarks declaring a quick share
         specs = [s for s in specs if s.quick] or specs
     stray = _unmatched_settings(specs, settings)
@@ -302,15 +359,17 @@ def run_bench(
     progress = Progress(sum(len(p[0]) + len(p[1]) for p in plans))
     from selfsup.runner import resolve_device
 
-    device = resolve_device("cuda" if gpu else "auto")
-    result.provenance = provenance(command, registry, device)
+    where = resolve_device(device or ("cuda" if gpu else "auto"))
+    result.provenance = provenance(command, registry, where)
     for spec, (keys, base_keys, eval_keys) in zip(specs, plans, strict=True):
         t0 = time.perf_counter()
         _run_one(spec, out, registry, result, progress,
                  steps=quick_steps.get(spec.name) if steps is None else steps,
                  steps_given=steps is not None, seeds=seeds, gpu=gpu,
-                 pretexts=keys, baselines=base_keys, evaluators=eval_keys, quick=quick)
+                 pretexts=keys, baselines=base_keys, evaluators=eval_keys, quick=quick,
+                 device=device)
         result.benchmarks.setdefault(spec.name, {})["seconds"] = time.perf_counter() - t0
+        result.sanity += check_sanity(spec, result.rows)
         write_results(result, out)  # after each benchmark, so a later failure loses nothing
     write_results(result, out)
     return result
@@ -339,7 +398,7 @@ def _run_one(
     spec: BenchmarkSpec, out: Path, registry: Registry, result: BenchResult,
     progress: Progress, *, steps: int | None, steps_given: bool, seeds: Sequence[int],
     gpu: bool, pretexts: Sequence[str], baselines: Sequence[str], evaluators: Sequence[str],
-    quick: bool,
+    quick: bool, device: str | None = None,
 ) -> None:
     from selfsup.runner import build, eval_context, evaluate, resolve_device, run_experiment
 
@@ -351,6 +410,8 @@ def _run_one(
         training["steps"] = steps
         training["warmup_steps"] = min(int(training.get("warmup_steps", 0)), max(0, steps // 10))
     training["checkpoint_every"] = 0
+    if device:
+        training["device"] = device
     evaluator_options = {**spec.evaluator_options,
                          **(spec.quick.get("evaluator_options", {}) if quick else {})}
     base = Experiment(
@@ -572,6 +633,12 @@ def markdown_table(result: BenchResult) -> str:
                 lines.append(f"| {r.method} | "
                              + " | ".join(_fmt(r.metrics, k) for k in counts) + " |")
             lines += ["", "</details>", ""]
+    if result.sanity:
+        lines += ["### Sanity checks", "", "| benchmark | condition | result | |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {c['benchmark']} | {c['condition']} | {c['detail']} | "
+                  f"{'PASS' if c['passed'] else '**FAIL**'} |" for c in result.sanity]
+        lines.append("")
     if result.failed:
         lines += ["Failed (a bug to fix, not a result):", ""]
         lines += [f"- {s}" for s in result.failed] + [""]

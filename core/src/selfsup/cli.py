@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="only these baselines ('none': no baseline)")
     b.add_argument("--evaluator", action="append", default=[], help="only these evaluators")
     b.add_argument("--gpu", action="store_true", help="use the benchmarks' larger GPU setting")
+    b.add_argument("--sanity", action="store_true",
+                   help="run the sanity benchmarks instead (settings where each method's "
+                        "assumption holds, so its effect must show; seed 0 unless --seeds): "
+                        "print PASS/FAIL per condition and exit 1 on a FAIL")
 
     rp = sub.add_parser("report", help="one page from a bench folder (report.html, "
                         "summary.md); with two folders, what changed from A to B")
@@ -424,13 +428,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from selfsup.bench import markdown_table, run_bench
 
     quick = args.quick or args.budget is not None
-    seeds = _seeds(args.seeds if args.seeds is not None else "0" if quick else "0,1,2")
+    one_seed = quick or args.sanity
+    seeds = _seeds(args.seeds if args.seeds is not None else "0" if one_seed else "0,1,2")
     result = run_bench(
         args.out, benchmarks=args.benchmark or None, registry=reg, steps=args.steps,
         seeds=seeds, gpu=args.gpu, pretexts=_selection(args.pretext),
         baselines=_selection(args.baseline), evaluators=args.evaluator or None,
         quick=quick, budget_minutes=args.budget, settings=args.set,
-        command=["selfsup", *sys.argv[1:]],
+        command=["selfsup", *sys.argv[1:]], sanity=args.sanity,
     )
     print(markdown_table(result))
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}, "
@@ -446,9 +451,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"  {row[0]} [{row[2]} labels]: {row[6]}: {row[3]} vs {row[4]}, "
                       f"difference {row[5]}")
         print(f"report: {page}, {args.out / 'summary.md'}")
+    for check in result.sanity:
+        print(f"{'PASS' if check['passed'] else 'FAIL'}  {check['benchmark']}: "
+              f"{check['condition']}: {check['detail']}")
     if not result.ok:
         print(f"selfsup: error: {len(result.failed)} row(s) failed (listed under 'Failed' in "
               f"{args.out / 'results.md'})", file=sys.stderr)
+        return 1
+    if result.sanity_failed:
+        print(f"selfsup: error: {len(result.sanity_failed)} of {len(result.sanity)} sanity "
+              "condition(s) failed: a method does not show its effect where its assumption "
+              "holds; a bug until shown otherwise", file=sys.stderr)
         return 1
     return 0
 

@@ -497,6 +497,28 @@ QUICK_FIELDS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class Expect:
+    """A sanity benchmark's pass condition: row ``method`` beats row ``beats``.
+
+    Rows are named as in the bench table: a pretext key (``"medical.noise2self"``)
+    or ``"baseline:<key>"`` (``"baseline:core.input"``). ``metric``: the metric key
+    (default: the benchmark's headline); ``margin``: how far, in that metric's
+    units, ``method`` must be ahead in the benchmark's ``direction``.
+    """
+
+    method: str
+    beats: str
+    margin: float = 0.0
+    metric: str = ""
+
+    def describe(self, metric: str, direction: str) -> str:
+        sign = ">" if direction == "higher" else "<"
+        bound = self.beats if not self.margin else (
+            f"{self.beats} {'+' if direction == 'higher' else '-'} {self.margin:g}")
+        return f"{self.method} {sign} {bound} ({metric})"
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """A plugin's default benchmark for ``selfsup bench``.
 
@@ -524,6 +546,13 @@ class BenchmarkSpec:
     ``function(bench_dir: Path, rows: list[dict]) -> list[tuple[str, Figure]]``
     gets the bench folder and this benchmark's result rows and returns titled
     matplotlib figures; it imports what it needs when called.
+
+    ``sanity``: :class:`Expect` conditions. A benchmark with any is a *sanity
+    benchmark*: a setting where each method's paper assumption holds by
+    construction, so its effect must show (a blind-spot denoiser on i.i.d. noise
+    beats the noisy input). ``selfsup bench`` leaves sanity benchmarks out;
+    ``selfsup bench --sanity`` runs them (minutes on 2 cores) and fails when a
+    condition does not hold.
     """
 
     name: str
@@ -544,6 +573,7 @@ class BenchmarkSpec:
     direction: str = "higher"
     quick: Mapping[str, Any] = field(default_factory=dict)
     figures: str = ""
+    sanity: tuple[Expect, ...] = ()
 
     def __post_init__(self) -> None:
         for fname in ("pretexts", "evaluators", "baselines"):
@@ -570,6 +600,19 @@ class BenchmarkSpec:
             if stray:
                 raise ValueError(f"{self.name}: BenchmarkSpec.{fname} names {stray}, which "
                                  f"the benchmark does not run; it runs {list(keys)}")
+        rows = {*self.pretexts, *(f"baseline:{b}" for b in self.baselines)}
+        for expect in self.sanity:
+            if not isinstance(expect, Expect):
+                raise TypeError(f"{self.name}: BenchmarkSpec.sanity holds Expect(...) items, "
+                                f"got {expect!r}")
+            stray = sorted({expect.method, expect.beats} - rows)
+            if stray:
+                raise ValueError(f"{self.name}: Expect names row(s) {stray}, which the "
+                                 f"benchmark does not run; rows: {sorted(rows)} (a baseline "
+                                 "row is 'baseline:<key>')")
+            if not (expect.metric or self.headline):
+                raise ValueError(f"{self.name}: Expect({expect.method!r}, ...) needs a metric "
+                                 "or the benchmark's headline")
 
 
 SPEC_KINDS: dict[str, type[Any]] = {

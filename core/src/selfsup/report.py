@@ -478,6 +478,15 @@ def report_html(result: BenchResult, bench_dir: Path) -> str:
                     "competes only with all labels.</p>")
     else:
         body.append("<p>No benchmark has both a pretext and a baseline row to compare.</p>")
+    if result.sanity:
+        body.append("<h2>Sanity checks</h2>")
+        body.append(_table([["benchmark", "condition", "result", ""]]
+                           + [[c["benchmark"], c["condition"], c["detail"],
+                               "PASS" if c["passed"] else "FAIL"] for c in result.sanity],
+                           ["win" if c["passed"] else "loss" for c in result.sanity]))
+        body.append('<p class="note">Settings where each method\'s assumption holds by '
+                    "construction, so its effect must show; a FAIL is a bug until shown "
+                    "otherwise.</p>")
     for bench in dict.fromkeys(r.benchmark for r in result.rows):
         body += _benchmark_section(bench, result, bench_dir)
     if result.failed or result.skipped:
