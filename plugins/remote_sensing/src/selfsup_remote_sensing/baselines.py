@@ -10,7 +10,9 @@ every image on the CPU with numpy/scipy/scikit-image. ``L = 1`` look throughout.
   (clipped to ``[0, var_I]``), local mean ``m`` and variance ``var_I`` over ``size x size``.
 - ``remote_sensing.frost``: Frost's adaptive filter (Frost et al., IEEE TPAMI 4:157,
   1982): weights ``exp(-damping * C^2 * |d|)`` over a ``size x size`` window, ``C`` the
-  local coefficient of variation of the intensity, ``|d|`` the distance in pixels.
+  local coefficient of variation of the intensity, ``|d|`` the distance in pixels. With
+  one look ``C`` is about 1 in flat regions, so the damping (not only the window) sets
+  how far the kernel reaches: both are chosen on the validation split.
 - ``remote_sensing.median``: the median of ``log I`` over ``size x size``, plus
   ``log(1 / ln 2)`` (the median of a unit exponential is ``ln 2``).
 - ``remote_sensing.tv_log``: Chambolle's total-variation denoising of ``log I``
@@ -19,10 +21,11 @@ every image on the CPU with numpy/scipy/scikit-image. ``L = 1`` look throughout.
   pixels; the log-speckle standard deviation ``pi / sqrt(6)`` of one look as sigma,
   ``h = strength x sigma``), plus gamma.
 
-The strength (``size``, ``weight``, ``h``) is an option; None chooses it on the
-validation split from a small grid by amplitude PSNR (the evaluator's headline), and
-stores the choice in ``module.chosen``. That uses the validation references as tuning
-any hyper-parameter does; the test split is never looked at.
+The strength (``size``, ``weight``, ``h``; Frost's ``size`` and ``damping``) is an
+option; None chooses it on the validation split from a small grid by amplitude PSNR (the
+evaluator's headline), and stores the choice in ``module.chosen``. That uses the
+validation references as tuning any hyper-parameter does; the test split is never
+looked at.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from .speckle import INTENSITY_EPS, LOG_EXP_BIAS
 GRIDS: dict[str, tuple[float, ...]] = {
     "boxcar": (3, 5, 7, 9, 11),
     "lee": (5, 7, 9, 11, 15),
-    "frost": (5, 7, 9, 11),
+    "frost": (5, 7, 9, 11, 13, 15),
+    "frost_damping": (0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
     "median": (3, 5, 7, 9, 11),
     "tv_log": (0.5, 1.0, 1.5, 2.0, 3.0),
     "nlm_log": (0.4, 0.6, 0.8, 1.0, 1.3),
@@ -109,7 +113,11 @@ class Lee(SLCFilter):
 
 class Frost(SLCFilter):
     key, option = "frost", "size"
-    damping = 2.0
+
+    def __init__(self, strength: float | None = None, damping: float = 2.0) -> None:
+        super().__init__(strength)
+        self.damping = damping
+        self.chosen["damping"] = damping
 
     def log_estimate(self, intensity: np.ndarray) -> np.ndarray:
         from scipy.ndimage import uniform_filter
@@ -169,25 +177,31 @@ CLASSES: dict[str, type[SLCFilter]] = {
 }
 
 
+def _val_items(dataset: SSLDataset, key: str, option: str, grid: Sequence[float]) -> list[Any]:
+    items = dataset.labelled_split("val") if "val" in dataset.splits else None
+    if not items:
+        raise ValueError(f"remote_sensing.{key}: {option}=None chooses it on the 'val' "
+                         f"split, which dataset {dataset.name!r} lacks; pass {option}=<value> "
+                         f"(e.g. one of {list(grid)})")
+    return list(items)  # type: ignore[call-overload]
+
+
+def _val_psnr(module: SLCFilter, items: list[Any]) -> float:
+    from .evaluators.despeckling import psnr
+
+    vals = []
+    with torch.no_grad():
+        for slc, clean in items:
+            est = module.dense(slc[None])[0, 0].double().numpy()
+            vals.append(psnr(np.exp(est / 2), np.exp(clean[0].double().numpy() / 2), 1.0))
+    return float(np.mean(vals))
+
+
 def choose_on_val(dataset: SSLDataset, cls: type[SLCFilter], grid: Sequence[float]
                   ) -> dict[str, Any]:
     """The grid value with the best mean amplitude PSNR on the ``"val"`` split."""
-    from .evaluators.despeckling import psnr
-
-    items = dataset.labelled_split("val") if "val" in dataset.splits else None
-    if not items:
-        raise ValueError(f"remote_sensing.{cls.key}: {cls.option}=None chooses it on the 'val' "
-                         f"split, which dataset {dataset.name!r} lacks; pass {cls.option}=<value> "
-                         f"(e.g. one of {list(grid)})")
-    scores: dict[str, float] = {}
-    for value in grid:
-        module = cls(value)
-        vals = []
-        with torch.no_grad():
-            for slc, clean in list(items):  # type: ignore[call-overload]
-                est = module.dense(slc[None])[0, 0].double().numpy()
-                vals.append(psnr(np.exp(est / 2), np.exp(clean[0].double().numpy() / 2), 1.0))
-        scores[str(value)] = float(np.mean(vals))
+    items = _val_items(dataset, cls.key, cls.option, grid)
+    scores = {str(value): _val_psnr(cls(value), items) for value in grid}
     best = max(grid, key=lambda v: scores[str(v)])
     return {cls.option: best, "val_psnr": scores, "selected_on": "val"}
 
@@ -224,8 +238,26 @@ def build_lee(dataset: SSLDataset, context: BaselineContext | None = None, *,
 
 
 def build_frost(dataset: SSLDataset, context: BaselineContext | None = None, *,
-                size: int | None = None) -> SLCFilter:
-    return _build("frost", dataset, size)
+                size: int | None = None, damping: float | None = None) -> SLCFilter:
+    """Frost's filter; ``size`` and ``damping`` left None are chosen jointly on val."""
+    if size is not None:
+        _check("frost", "size", size)
+    if damping is not None:
+        _check("frost", "damping", damping)
+    if size is not None and damping is not None:
+        return Frost(size, damping)
+    sizes = (size,) if size is not None else GRIDS["frost"]
+    dampings = (damping,) if damping is not None else GRIDS["frost_damping"]
+    items = _val_items(dataset, "frost", "size" if size is None else "damping",
+                       sizes if size is None else dampings)
+    scores = {f"size={s},damping={d}": _val_psnr(Frost(s, d), items)
+              for s in sizes for d in dampings}
+    best = max(((s, d) for s in sizes for d in dampings),
+               key=lambda sd: scores[f"size={sd[0]},damping={sd[1]}"])
+    module = Frost(*best)
+    module.chosen = {"size": best[0], "damping": best[1], "val_psnr": scores,
+                     "selected_on": "val"}
+    return module
 
 
 def build_median(dataset: SSLDataset, context: BaselineContext | None = None, *,

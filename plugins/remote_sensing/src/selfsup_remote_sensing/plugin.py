@@ -93,7 +93,7 @@ BASELINES: dict[str, tuple[str, str | None]] = {
     "identity": ("the noisy input, log |z|^2", None),
     "boxcar": ("boxcar (multilook) mean intensity", "size"),
     "lee": ("Lee's local MMSE filter", "size"),
-    "frost": ("Frost's adaptive exponential filter", "size"),
+    "frost": ("Frost's adaptive exponential filter (window and damping)", "size"),
     "median": ("median of log-intensity, debiased", "size"),
     "tv_log": ("total-variation denoising of log-intensity, debiased", "weight"),
     "nlm_log": ("non-local means on log-intensity, debiased", "h"),
@@ -104,9 +104,12 @@ BASELINES: dict[str, tuple[str, str | None]] = {
 def register_baselines(register: Register) -> None:
     for key, (what, option) in BASELINES.items():
         tail = "; strength chosen on the validation split when not given" if option else ""
+        options: dict[str, Any] = {option: None} if option else {}
+        if key == "frost":
+            options["damping"] = None
         register(BaselineSpec(
             f"remote_sensing.{key}", f"{M}.baselines:build_{key}", SLC, what + tail,
-            options={option: None} if option else {}, faces=(DENSE,), task_kinds=("dense",),
+            options=options, faces=(DENSE,), task_kinds=("dense",),
         ))
 
 
