@@ -10,7 +10,7 @@ import pytest
 
 from selfsup.api import DENSE, EMBEDDING, MASKED_TOKENS, TOKENS, Registry, check_plugin
 
-from .conftest import TINY_SHAPES
+from .conftest import TINY_POSE, TINY_SHAPES
 
 TINY = {
     "vision3d.point_transformer": {"n_patches": 8, "group_size": 8, "embed_dim": 16,
@@ -21,13 +21,14 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def registry(shapes_cache: Path, class_folder: Path) -> Registry:
+def registry(shapes_cache: Path, class_folder: Path, pose_cache: Path) -> Registry:
     with pytest.warns(UserWarning, match="skipped 3"):
         return check_plugin(
             "vision3d",
             dataset_options={
                 "vision3d.shapes": {**TINY_SHAPES, "cache_dir": str(shapes_cache)},
                 "vision3d.folder": {"path": str(class_folder), "n_points": 64},
+                "vision3d.pose_objects": {**TINY_POSE, "cache_dir": str(pose_cache)},
             },
             encoder_options=TINY,
         )
@@ -35,12 +36,14 @@ def registry(shapes_cache: Path, class_folder: Path) -> Registry:
 
 def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "vision3d")
-    assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder"}
+    assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder",
+                                                 "vision3d.pose_objects"}
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant",
                                                  "vision3d.depth_contrast"}
     assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2",
-                                                     "vision3d.linear_svm"}
+                                                     "vision3d.linear_svm",
+                                                     "vision3d.pose_metrics"}
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
                                                   "vision3d.pca_box"}
     assert set(report.registered["benchmark"]) == {"vision3d.shapes"}

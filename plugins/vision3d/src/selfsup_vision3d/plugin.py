@@ -26,6 +26,12 @@ from selfsup.api import (
 Register = Callable[[Any], None]
 POINTCLOUD = "pointcloud"  # a sample is xyz [N, 3] in the unit sphere; a batch [B, N, 3]
 MODALITIES = (POINTCLOUD,)
+#: one object's single-view scan: a batch {"points": [B, N, 3] camera frame, metres,
+#: "category": [B]}; labels are pose and size (datasets/pose_objects.py)
+OBJECT_SCAN = "vision3d.object_scan"
+#: the face of pose models: pose(batch) -> {"rotation": [B, 3, 3], "translation": [B, 3],
+#: "size": [B, 3]} (camera frame, metres)
+POSE = "vision3d.pose"
 #: the views' defaults (datasets/views.py documents each); declared here once so that
 #: registering imports no torch
 VIEWS: dict[str, Any] = {
@@ -52,6 +58,17 @@ def register_datasets(register: Register) -> None:
         "ScanObjectNN object_dataset layouts as they are); bad files skipped and reported; "
         "needs path=",
         options={"path": "", "n_points": 1024, "seed": 0}, offline=True, views=VIEWS,
+    ))
+    register(DatasetSpec(
+        "vision3d.pose_objects", "selfsup_vision3d.datasets.pose_objects:build",
+        (OBJECT_SCAN,),
+        "category-level 6D pose and size: 5 procedural categories (bottle, bowl, mug, box, "
+        "chair) with shape variation, single-view scans ray-cast by open3d; synthetic "
+        "(clean) train/val, real-like (noise, holes, occluder, leaky mask, shifted shapes) "
+        "unlabelled and test; deterministic by seed, cached",
+        options={"n_train": 120, "n_val": 20, "n_unlabelled": 80, "n_test": 40,
+                 "n_points": 256, "n_model": 256, "image": 96, "seed": 0, "cache_dir": None},
+        offline=True,
     ))
 
 
@@ -129,6 +146,14 @@ def register_evaluators(register: Register) -> None:
         "R^2 of the rotation between a cloud and its rotated copy, regressed by an MLP from "
         "their frozen embeddings (0: rotation-invariant)",
         task_kinds=("*",),
+    ))
+    register(EvaluatorSpec(
+        "vision3d.pose_metrics", "selfsup_vision3d.evaluators.pose_metrics:build",
+        (OBJECT_SCAN,),
+        "category-level pose (NOCS protocol): rotation error (symmetry-aware), translation "
+        "error, 3D IoU, 5deg/5cm and 10deg/10cm accuracy on the real-like test split (and "
+        "the synthetic val split)",
+        options={"synthetic": True, "grid": 16}, task_kinds=("dense",), face=POSE,
     ))
 
 
