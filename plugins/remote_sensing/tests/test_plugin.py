@@ -26,7 +26,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
                          "remote_sensing.slc_folder": {"root": str(folder), "patch_size": 32,
                                                        "patch_overlap": 8}},
         encoder_options={"remote_sensing.merlin_unet": TINY_UNET,
-                         "remote_sensing.dncnn": TINY_DNCNN},
+                         "remote_sensing.dncnn": TINY_DNCNN,
+                         "remote_sensing.patch_cnn": {"width": 4, "stages": 2}},
     )
 
 
@@ -35,7 +36,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["dataset"]) == {"remote_sensing.despeckle",
                                                  "remote_sensing.slc_folder"}
     assert set(report.registered["encoder"]) == {"remote_sensing.merlin_unet",
-                                                 "remote_sensing.dncnn"}
+                                                 "remote_sensing.dncnn",
+                                                 "remote_sensing.patch_cnn"}
     assert set(report.registered["pretext"]) == {"remote_sensing.merlin",
                                                  "remote_sensing.blind_spot"}
     assert set(report.registered["baseline"]) == {
@@ -43,7 +45,9 @@ def test_check_plugin_passes(registry: Registry) -> None:
                                         "tv_log", "nlm_log")}
     assert registry.get("dataset", "remote_sensing.despeckle").modality == "sar.slc"
     assert all(registry.get("encoder", k).faces == (DENSE,)
-               for k in report.registered["encoder"])
+               for k in report.registered["encoder"] if k != "remote_sensing.patch_cnn")
+    assert registry.get("encoder", "remote_sensing.patch_cnn").faces == ("embedding", "stages")
+    assert registry.get("dataset", "remote_sensing.despeckle").views["crop"] == 0.6
 
 
 def test_benchmark_is_the_issue_s(registry: Registry) -> None:

@@ -201,3 +201,63 @@ def build_merlin_unet(dataset: SSLDataset, width: int = 48, depth: int = 5) -> M
 def build_dncnn(dataset: SSLDataset, width: int = 64, depth: int = 17) -> DnCNN:
     """``remote_sensing.dncnn``."""
     return DnCNN(width=width, depth=depth)
+
+
+class SARPatchCNN(nn.Module):
+    """An embedding encoder for SAR patches (faces ``embedding`` and ``stages``): a small
+    VGG-style CNN on the normalised log-intensity ``log |z|^2`` (the bounds of
+    :class:`LogDespeckler`), so it is blind to the phase and sees speckle as additive
+    noise: ``stages`` blocks of two 3x3 conv-BatchNorm-ReLU layers, the width doubling
+    and the map halving (max-pool) from one block to the next, then global average
+    pooling to ``[B, embed_dim]`` (``embed_dim = width * 2^(stages - 1)``).
+
+    Core's joint-embedding objectives train it through the datasets' views
+    (:mod:`.datasets.views`); no paper's architecture is claimed."""
+
+    def __init__(self, width: int = 32, stages: int = 3, log_min: float = LOG_MIN,
+                 log_max: float = LOG_MAX) -> None:
+        super().__init__()
+        if width < 1 or stages < 1:
+            raise ValueError(f"SARPatchCNN needs width >= 1 and stages >= 1, got {width}, "
+                             f"{stages}")
+        if not log_max > log_min:
+            raise ValueError(f"log_max ({log_max}) must exceed log_min ({log_min})")
+        self.log_min, self.log_max = float(log_min), float(log_max)
+        blocks = []
+        cin = 1
+        for level in range(stages):
+            cout = width * 2**level
+            blocks.append(nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            ))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.embed_dim = cin
+
+    def _maps(self, slc: torch.Tensor) -> list[torch.Tensor]:
+        if slc.ndim != 4 or slc.shape[1] != 2:
+            raise ValueError(f"SARPatchCNN takes SLC batches [B, 2, H, W] (real, imaginary), "
+                             f"got {tuple(slc.shape)}")
+        h = (log_intensity(slc) - self.log_min) / (self.log_max - self.log_min)
+        maps = []
+        for i, block in enumerate(self.blocks):
+            if i:
+                h = F.max_pool2d(h, 2) if min(h.shape[-2:]) >= 2 else h
+            h = block(h)
+            maps.append(h)
+        return maps
+
+    def stages(self, slc: torch.Tensor) -> list[torch.Tensor]:
+        return [m.mean(dim=(-2, -1)) for m in self._maps(slc)]
+
+    def embed(self, slc: torch.Tensor) -> torch.Tensor:
+        return self._maps(slc)[-1].mean(dim=(-2, -1))
+
+    def forward(self, slc: torch.Tensor) -> torch.Tensor:
+        return self.embed(slc)
+
+
+def build_patch_cnn(dataset: SSLDataset, width: int = 32, stages: int = 3) -> SARPatchCNN:
+    """``remote_sensing.patch_cnn``."""
+    return SARPatchCNN(width=width, stages=stages)

@@ -11,6 +11,8 @@ from typing import Any
 
 from selfsup.api import (
     DENSE,
+    EMBEDDING,
+    STAGES,
     BaselineSpec,
     BenchmarkSpec,
     DatasetSpec,
@@ -26,6 +28,12 @@ M = "selfsup_remote_sensing"
 SLC = ("sar.slc",)
 
 
+def _views() -> dict[str, Any]:
+    from .datasets.views import VIEW_DEFAULTS  # imports no torch
+
+    return dict(VIEW_DEFAULTS)
+
+
 @hookimpl
 def register_datasets(register: Register) -> None:
     register(DatasetSpec(
@@ -36,6 +44,7 @@ def register_datasets(register: Register) -> None:
         options={"image_size": 256, "patch_size": 64, "patch_overlap": 32, "correlated": False,
                  "bandwidth": 0.8, "alpha": 0.6, "doppler_centroid": 0.1,
                  "real_scenes": True, "seed": 0},
+        views=_views(),
     ))
     register(DatasetSpec(
         "remote_sensing.slc_folder", f"{M}.datasets.slc_folder:build", SLC,
@@ -44,6 +53,7 @@ def register_datasets(register: Register) -> None:
         options={"root": None, "patch_size": 64, "patch_overlap": 32, "looks": 1.0,
                  "recenter": False, "real_key": "real", "imag_key": "imag",
                  "complex_key": "slc"},
+        views=_views(),
     ))
 
 
@@ -58,6 +68,12 @@ def register_encoders(register: Register) -> None:
         "remote_sensing.dncnn", f"{M}.encoders:build_dncnn", SLC,
         "DnCNN-style residual network on log-intensity (SAR-CNN); SLC in, log R out",
         options={"width": 64, "depth": 17}, faces=(DENSE,),
+    ))
+    register(EncoderSpec(
+        "remote_sensing.patch_cnn", f"{M}.encoders:build_patch_cnn", SLC,
+        "embedding encoder for SAR patches: a small CNN on log-intensity, pooled; for core's "
+        "joint-embedding objectives through the SAR views",
+        options={"width": 32, "stages": 3}, faces=(EMBEDDING, STAGES),
     ))
 
 

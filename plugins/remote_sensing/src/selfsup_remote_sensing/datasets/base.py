@@ -7,6 +7,9 @@
   [1, H, W])`` for whole scenes, so evaluators can also measure tiling.
 - ``scenes``: ``[(name, slc [2, H, W], looks)]`` of real images without a reference, for
   the no-reference measures (ratio image, ENL); empty when none is available.
+- ``augment(batch, generator)``: one stochastic view of an SLC batch
+  (:mod:`.views`: crop, flips, 90-degree rotations, gain; never new speckle), so core's
+  joint-embedding objectives train on SAR patches.
 
 Intensity scale: real scenes are divided by :func:`scale_scene`'s factor so that
 their bright end lies near 1 like the simulated reflectivities (amplitudes in
@@ -24,6 +27,7 @@ import torch
 from selfsup.api import SSLDataset, TaskSpec
 
 from ..tiling import tile
+from .views import SARViews
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
@@ -58,6 +62,7 @@ class SLCDataset(SSLDataset):
         scenes: Sequence[tuple[str, torch.Tensor, float]] = (),
         source: str = "",
         patch_size: int = 64,
+        views: SARViews | None = None,
     ) -> None:
         if not pretrain:
             raise ValueError(f"{type(self).__name__}: no pretraining patches")
@@ -74,6 +79,10 @@ class SLCDataset(SSLDataset):
         self.patch_size = patch_size
         #: ``(file, reason)`` of every input the dataset skipped
         self.skipped: list[tuple[str, str]] = []
+        self.views = views or SARViews()
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.views.apply(batch, generator)
 
     def pretrain_set(self) -> list[torch.Tensor]:  # type: ignore[override]
         return self._pretrain

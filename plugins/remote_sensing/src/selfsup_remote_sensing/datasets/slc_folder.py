@@ -16,12 +16,15 @@ no labelled splits. Nothing is downloaded.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from ..io.slc import read_folder
 from ..speckle import recenter_spectrum
 from .base import SLCDataset, patches_of, scale_scene, slc_tensor
+from .views import parse_views
 
 NAME = "remote_sensing.slc_folder"
 
@@ -36,6 +39,7 @@ def build(
     real_key: str = "real",
     imag_key: str = "imag",
     complex_key: str = "slc",
+    views: Mapping[str, Any] | None = None,
 ) -> SLCDataset:
     """The folder dataset (see the module docstring); ``looks``: the images' number of looks
     (1 for SLC), used by the no-reference measures."""
@@ -61,6 +65,7 @@ def build(
         scenes.append((name, slc, float(looks)))
     pretrain = patches_of([s for _, s, _ in scenes], patch_size, patch_overlap)
     ds = SLCDataset(pretrain=pretrain, scenes=scenes, patch_size=patch_size,
+                    views=parse_views(views, NAME),
                     source=f"{len(good)} SLC file(s) from {root}, {len(pretrain)} patches")
     ds.skipped = skipped
     return ds
