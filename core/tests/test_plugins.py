@@ -104,7 +104,7 @@ def test_register_benchmarks(make_dist: MakeDist) -> None:
     make_dist("selfsup-toy", "toy_plugin", good("toy"), "toy")
     reg = Registry(strict=True).load()
     names = [b.name for b in reg.benchmarks()]
-    assert names == ["core.digits", "toy.bench"]
+    assert names == ["core.digits", "core.sanity_digits", "toy.bench"]
     from selfsup.bench import select_benchmarks
 
     # plugin benchmarks replace core's own default
