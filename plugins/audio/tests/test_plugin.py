@@ -24,6 +24,7 @@ def registry(kws_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Regis
     return check_plugin(
         "audio",
         dataset_options={"audio.kws_synth": {**TINY_KWS, "cache_dir": str(kws_cache)},
+                         "audio.mixtures": {"n_clips": 120},
                          "audio.folder": {"path": str(folder)}},
         encoder_options={"audio.ast": TINY_AST, "audio.cnn": TINY_CNN},
     )
@@ -31,11 +32,12 @@ def registry(kws_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Regis
 
 def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "audio")
-    assert set(report.registered["dataset"]) == {"audio.kws_synth", "audio.folder"}
+    assert set(report.registered["dataset"]) == {"audio.kws_synth", "audio.mixtures",
+                                                 "audio.folder"}
     assert set(report.registered["encoder"]) == {"audio.ast", "audio.cnn"}
     assert set(report.registered["pretext"]) == {"audio.ssast"}
     assert set(report.registered["baseline"]) == {"audio.logmel_stats", "audio.mfcc"}
-    assert set(report.registered["benchmark"]) == {"audio.kws"}
+    assert set(report.registered["benchmark"]) == {"audio.kws", "audio.tagging"}
 
 
 def test_faces_are_declared(registry: Registry) -> None:

@@ -46,7 +46,11 @@ def extract(waves: torch.Tensor, kind: str, sample_rate: int, n_mels: int,
 
 
 class SpectrogramDataset(SSLDataset):
-    """Spectrograms of labelled clips, split by index lists (see the module)."""
+    """Spectrograms of labelled clips, split by index lists (see the module).
+
+    ``labels``: class indices ``[N]`` (task ``classification``) or multi-hot
+    ``[N, classes]`` (task ``multilabel``).
+    """
 
     def __init__(self, waves: torch.Tensor, labels: np.ndarray, splits: Mapping[str, np.ndarray],
                  classes: Sequence[str], *, sample_rate: int, kind: str, n_mels: int,
@@ -54,9 +58,13 @@ class SpectrogramDataset(SSLDataset):
         start = time.perf_counter()
         self.x = extract(waves, kind, sample_rate, n_mels)
         self.feature_seconds = time.perf_counter() - start
-        self.y = torch.as_tensor(labels, dtype=torch.long)
         self.classes = list(classes)
-        self.task = TaskSpec("classification", n_classes=max(2, len(self.classes)))
+        if np.ndim(labels) == 2:  # multi-hot [N, classes]: several events per clip
+            self.y = torch.as_tensor(labels, dtype=torch.float32)
+            self.task = TaskSpec("multilabel", n_classes=len(self.classes))
+        else:
+            self.y = torch.as_tensor(labels, dtype=torch.long)
+            self.task = TaskSpec("classification", n_classes=max(2, len(self.classes)))
         self._splits = {k: np.asarray(v, dtype=np.int64) for k, v in splits.items()}
         self.splits = tuple(k for k in ("train", "val", "test") if k in self._splits)
         self._pretrain = self._splits["train"] if pretrain is None else np.asarray(pretrain)
