@@ -17,6 +17,7 @@ TINY = {
                                    "depth": 1, "n_heads": 2},
     "vision3d.pointnet": {"embed_dim": 16, "width": 8},
     "vision3d.dgcnn": {"embed_dim": 16, "width": 8, "k": 4},
+    "vision3d.dpdn": {"width": 8},
 }
 
 
@@ -40,13 +41,15 @@ def test_check_plugin_passes(registry: Registry) -> None:
                                                  "vision3d.pose_objects"}
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant",
-                                                 "vision3d.depth_contrast"}
+                                                 "vision3d.depth_contrast",
+                                                 "vision3d.self_dpdn"}
     assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2",
                                                      "vision3d.linear_svm",
                                                      "vision3d.pose_metrics"}
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
-                                                  "vision3d.pca_box"}
-    assert set(report.registered["benchmark"]) == {"vision3d.shapes"}
+                                                  "vision3d.pca_box", "vision3d.pose_registration",
+                                                  "vision3d.pose_synthetic_only"}
+    assert set(report.registered["benchmark"]) == {"vision3d.shapes", "vision3d.pose"}
 
 
 def test_faces_are_declared(registry: Registry) -> None:
@@ -85,3 +88,17 @@ def test_missing_open3d_is_named_in_one_line() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     line = out.stdout.strip()
     assert "\n" not in line and "vision3d.fpfh needs open3d" in line and "open3d-cpu" in line
+
+
+def test_pose_benchmark_is_wired(registry: Registry) -> None:
+    from selfsup.api import check_benchmark
+
+    bench = registry.get("benchmark", "vision3d.pose")
+    check_benchmark(bench, registry)
+    assert bench.headline == "pose.acc_10deg10cm" and bench.direction == "higher"
+    assert set(bench.baselines) == {"vision3d.pose_registration",
+                                    "vision3d.pose_synthetic_only"}
+    # the synthetic-only row trains as long as the self-supervised one
+    assert bench.baseline_options["vision3d.pose_synthetic_only"]["steps"] == \
+        bench.train["steps"]
+    assert bench.gpu_train["steps"] > bench.train["steps"]
