@@ -125,6 +125,7 @@ def run_mgda(args: argparse.Namespace) -> dict[str, Any]:
         plans.append((f"paretognn {norm}", "graph.paretognn",
                       {"tasks": TASKS, "normalization": norm}, None))
     plans.append(("paretognn l2/direction", "graph.paretognn", {"tasks": TASKS}, mgda_direction))
+    plans = [p for p in plans if not args.rows or p[0] in args.rows]
     for name, key, options, combine in plans:
         torch.manual_seed(0)
         encoder = encoder_spec.build(dataset)
@@ -252,6 +253,8 @@ def main() -> None:
     mgda = sub.add_parser("mgda")
     mgda.add_argument("--steps", type=int, default=400)
     mgda.add_argument("--normalizations", nargs="+", default=["l2", "loss+", "loss", "none"])
+    mgda.add_argument("--rows", nargs="*", default=[],
+                      help="only these rows, e.g. 'graph.pairwise_distance' 'paretognn none'")
     motifs = sub.add_parser("motifs")
     motifs.add_argument("--settings", nargs="+", default=list(MOTIF_SETTINGS),
                         choices=list(MOTIF_SETTINGS))
