@@ -27,12 +27,18 @@ Experiments (``--experiment``, repeatable; all by default):
   U-Net (Noise2Self masking) on the same images.
 - ``noise2recon``: Noise2Recon on ``medical.mri_recon`` (4x, 64x64), self- and
   semi-supervised, and supervised with every training reference, against the
-  zero-filled image.
+  zero-filled image (the benchmark's split: train on T1 volumes, test on an EPI volume).
+- ``noise2recon_normalized``: the matched runs with ``normalize=True`` (the default
+  since issue 16: the residual follows each scan's level and global phase).
+- ``noise2recon_matched``: the same on ``split="matched"`` (train, val and test slices
+  dealt out of the same two T1 volumes, so the training scans match the test scans),
+  with ``medical.recon_unet`` as it was before issue 16 (``normalize=False``).
 
     OMP_NUM_THREADS=1 python benchmarks/medical_sanity_curves.py \\
         --experiment blind_spot_iid --steps 200 --every 20 --out plugins/medical/docs/sanity
 
-One thread (``torch.set_num_threads(1)``); runs are sequential.
+One thread (``torch.set_num_threads(1)``); runs are sequential. ``--replot a.json
+b.json --out c`` redraws saved curves into ``c.png`` without training.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class Run:
     encoder: str
     pretext: str
     pretext_options: dict[str, Any] = field(default_factory=dict)
+    encoder_options: dict[str, Any] = field(default_factory=dict)
 
 
 def experiments() -> dict[str, list[Run]]:
@@ -68,6 +75,8 @@ def experiments() -> dict[str, list[Run]]:
     iid = {**CT, "noise": "gaussian", "sigma": 0.05}
     corr = {**CT, "noise": "correlated", "sigma": 0.05, "correlation": 1.0}
     mri, recon, n2r = "medical.mri_recon", "medical.recon_unet", "medical.noise2recon"
+    matched = {**MRI, "split": "matched"}
+    norm, plain = {"normalize": True}, {"normalize": False}
     return {
         "blind_spot_iid": [
             Run("Noise2Self, i.i.d. sigma 0.05", ct, iid, "medical.unet", bs),
@@ -96,6 +105,20 @@ def experiments() -> dict[str, list[Run]]:
                 recon, n2r),
             Run("supervised (61 refs)", mri, {**MRI, "n_supervised": 61}, recon, n2r,
                 {"reconstruction": "supervised", "consistency_weight": 0.0}),
+        ],
+        "noise2recon_matched": [  # medical.recon_unet as it was before issue 16
+            Run("Noise2Recon self-supervised, matched", mri, matched, recon, n2r, {}, plain),
+            Run("Noise2Recon semi-supervised (4 refs), matched", mri,
+                {**matched, "n_supervised": 4}, recon, n2r, {}, plain),
+            Run("supervised (37 refs), matched", mri, {**matched, "n_supervised": 37}, recon,
+                n2r, {"reconstruction": "supervised", "consistency_weight": 0.0}, plain),
+        ],
+        "noise2recon_normalized": [
+            Run("Noise2Recon self-supervised, matched, normalize", mri, matched, recon, n2r,
+                {}, norm),
+            Run("supervised (37 refs), matched, normalize", mri,
+                {**matched, "n_supervised": 37}, recon, n2r,
+                {"reconstruction": "supervised", "consistency_weight": 0.0}, norm),
         ],
     }
 
@@ -142,7 +165,7 @@ def curve(run: Run, steps: int, every: int, registry: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     dataset = registry.get("dataset", run.dataset).build(**run.dataset_options)
     torch.manual_seed(0)
-    encoder = registry.get("encoder", run.encoder).build(dataset)
+    encoder = registry.get("encoder", run.encoder).build(dataset, **run.encoder_options)
     train_set = dataset
     if run.pretext == "supervised":
         task: torch.nn.Module = Supervised(encoder)
@@ -167,6 +190,7 @@ def curve(run: Run, steps: int, every: int, registry: Any) -> dict[str, Any]:
     baseline = input_psnr(dataset, registry)
     passed = next((s for s, v in points if v > baseline), None)
     return {"label": run.label, "dataset": run.dataset, "dataset_options": run.dataset_options,
+            "encoder": run.encoder, "encoder_options": run.encoder_options,
             "pretext": run.pretext, "pretext_options": run.pretext_options,
             "input_psnr": baseline, "points": points, "passes_input_at": passed,
             "seconds": time.perf_counter() - t0}
@@ -191,9 +215,12 @@ def plot(all_results: dict[str, list[dict[str, Any]]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(all_results), figsize=(5.2 * len(all_results), 4),
-                             squeeze=False)
-    for ax, (name, results) in zip(axes[0], all_results.items()):
+    cols = min(2, len(all_results))
+    rows = -(-len(all_results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(all_results):]:
+        ax.axis("off")
+    for ax, (name, results) in zip(axes.flat, all_results.items()):
         for k, r in enumerate(results):
             colour = f"C{k}"
             s, v = zip(*r["points"])
@@ -213,7 +240,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--out", default="medical-sanity", help="writes <out>.json and <out>.png")
+    ap.add_argument("--replot", nargs="+", metavar="JSON",
+                    help="no training: print and draw the curves saved in these files")
     args = ap.parse_args()
+    if args.replot:
+        merged: dict[str, list[dict[str, Any]]] = {}
+        for name in args.replot:
+            merged.update(json.loads(Path(name).read_text()))
+        for name, results in merged.items():
+            print(table(name, results), "\n")
+        plot(merged, Path(args.out).with_suffix(".png"))
+        return
     torch.set_num_threads(1)
     registry = get_registry()
     chosen = args.experiment or sorted(experiments())

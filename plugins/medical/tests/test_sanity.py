@@ -80,3 +80,37 @@ def test_blind_spot_beats_its_iid_input(iid: ct_data.ImageDataset) -> None:
     assert noisy < 21.0
     # measured: 25.9 dB (+6); with standardize=False 18.9 dB, below the input
     assert denoised > noisy + 4.0, (noisy, denoised)
+
+
+def test_recon_unet_residual_follows_level_and_global_phase() -> None:
+    """The MRI fix of issue 16: with ``normalize`` the residual of a scan scaled by a
+    complex number is that number times the scan's residual; without it, it is not
+    (so a trained U-Net's correction did not follow the random global phase)."""
+    from selfsup_medical.kspace import channels_to_complex, complex_to_channels
+    from selfsup_medical.models import ReconUNet
+
+    torch.manual_seed(0)
+    net = ReconUNet(SMALL).eval()
+    torch.nn.init.normal_(net.unet.net.final_conv.weight, std=0.1)  # leave the zero start
+    g = torch.Generator().manual_seed(1)
+    image = torch.complex(torch.rand(2, 1, 32, 32, generator=g),
+                          torch.rand(2, 1, 32, 32, generator=g))
+    z = 2.5 * torch.exp(torch.tensor(1j * 2.0))
+    with torch.no_grad():
+        base = channels_to_complex(net.correction(complex_to_channels(image)))
+        turned = channels_to_complex(net.correction(complex_to_channels(image * z)))
+        torch.testing.assert_close(turned, base * z, rtol=1e-3, atol=1e-4)
+        net.normalize = False
+        base = channels_to_complex(net.correction(complex_to_channels(image)))
+        turned = channels_to_complex(net.correction(complex_to_channels(image * z)))
+        assert (turned - base * z).abs().mean() > 0.1 * (base * z).abs().mean()
+
+
+def test_matched_mri_split_deals_slices_of_the_training_volumes() -> None:
+    from selfsup_medical.datasets import mri
+
+    ds = mri.build(image_size=32, split="matched")
+    sizes = {s: len(ds.labelled_split(s) or ()) for s in ("train", "val", "test")}
+    assert sizes == {"train": 37, "val": 12, "test": 12}
+    with pytest.raises(ValueError, match="split must be one of"):
+        mri.build(image_size=32, split="random")

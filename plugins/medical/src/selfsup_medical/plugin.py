@@ -20,6 +20,7 @@ from selfsup.api import (
     DatasetSpec,
     EncoderSpec,
     EvaluatorSpec,
+    Expect,
     PretextSpec,
     hookimpl,
 )
@@ -52,6 +53,7 @@ def register_datasets(register: Register) -> None:
                 "image_size": 128,
                 "seed": 0,
                 "smooth_phase": True,
+                "split": "volumes",
             },
         )
     )
@@ -175,7 +177,7 @@ def register_encoders(register: Register) -> None:
             KSPACE_ONLY,
             "residual 2D U-Net on the zero-filled complex image, hard data consistency on the "
             "acquired columns; complex output [B, 2, H, W]",
-            options={"features": None, "data_consistency": True},
+            options={"features": None, "data_consistency": True, "normalize": True},
             faces=(DENSE,),
         )
     )
@@ -552,5 +554,49 @@ def register_benchmarks(register: Register) -> None:
                 "warmup_steps": 100,
                 "device": "cuda",
             },
+        )
+    )
+    register_sanity_benchmarks(register)
+
+
+def register_sanity_benchmarks(register: Register) -> None:
+    """Sanity settings (issue 16): each method where its paper's assumption holds by
+    construction; ``selfsup bench --sanity`` runs them. BENCHMARKS.md, Medical plugin,
+    "Sanity settings and the rows below their input", has their curves."""
+    register(
+        BenchmarkSpec(
+            name="medical.sanity_blind_spot",
+            dataset="medical.ct_denoise",
+            # the CT slices' full-dose images + i.i.d. Gaussian noise: input 26.0 dB
+            dataset_options={"image_size": 64, "noise": "gaussian", "sigma": 0.05},
+            encoder="medical.unet",
+            pretexts=("medical.blind_spot",),
+            evaluators=("medical.restoration",),
+            summary="sanity: Noise2Self on i.i.d. Gaussian noise (its assumption holds) must "
+            "beat the noisy input",
+            baselines=("medical.identity",),
+            train=RESTORATION_TRAIN,
+            headline="restoration.psnr",
+            # measured 31.0 dB against 26.0 (passes the input at step 60 of 200)
+            sanity=(Expect("medical.blind_spot", beats="baseline:medical.identity",
+                           margin=3.0),),
+        )
+    )
+    register(
+        BenchmarkSpec(
+            name="medical.sanity_noise2recon",
+            dataset="medical.mri_recon",
+            # train and test slices dealt out of the same two T1 volumes (matched scans)
+            dataset_options={"acceleration": 4, "image_size": 64, "split": "matched"},
+            encoder="medical.recon_unet",
+            pretexts=("medical.noise2recon",),
+            evaluators=("medical.restoration",),
+            summary="sanity: self-supervised Noise2Recon (SSDU + consistency) on 4x scans "
+            "matched to its training scans must beat the zero-filled image",
+            baselines=("medical.zero_filled",),
+            train=RESTORATION_TRAIN,
+            headline="restoration.psnr",
+            sanity=(Expect("medical.noise2recon", beats="baseline:medical.zero_filled",
+                           margin=1.0),),
         )
     )

@@ -36,6 +36,13 @@ split's; ``n_supervised`` of them (chosen with ``seed``) keep their
 fully-sampled reference (``has_target`` True), the others carry zeros.
 Labelled items of every split are ``(scan, magnitude [1, H, W])``.
 
+``split="matched"`` (a sanity setting, issue 16) instead deals the slices of the
+training volumes (the MNI152 template and ``anatomical.nii``) out by slice index:
+index ``% 5 == 2`` to test, ``% 5 == 4`` to val, the rest (and the phantom) to
+train (37 / 12 / 12 slices), so that training and test scans come from the same
+anatomy, contrast and resolution (neighbouring slices of one volume look alike: a
+matched, optimistic setting, not a generalisation test).
+
 Batch layout: :mod:`selfsup_medical.kspace`.
 """
 
@@ -48,7 +55,13 @@ import torch
 
 from ..images import scale_unit
 from ..kspace import MASKS, KSpaceDataset, simulate_scan
-from ..sources import Slice, anatomical_records, phantom_record, split_by_volume
+from ..sources import (
+    PHANTOM,
+    Slice,
+    anatomical_records,
+    phantom_record,
+    split_by_volume,
+)
 
 NAME = "medical.mri_recon"
 
@@ -96,6 +109,20 @@ def _check_options(
         raise ValueError(f"{NAME}: seed must be an integer >= 0, got {seed!r}")
 
 
+SPLIT_KINDS = ("volumes", "matched")
+
+
+def matched_split(train: list[Slice]) -> dict[str, list[Slice]]:
+    """The training volumes' slices dealt out by index (see ``split="matched"``)."""
+    out: dict[str, list[Slice]] = {"train": [], "val": [], "test": []}
+    for record in train:
+        if record.volume == PHANTOM:
+            out["train"].append(record)
+            continue
+        out[{2: "test", 4: "val"}.get(record.index % 5, "train")].append(record)
+    return out
+
+
 def build(
     *,
     acceleration: int = 4,
@@ -106,12 +133,18 @@ def build(
     image_size: int = 128,
     seed: int = 0,
     smooth_phase: bool = True,
+    split: str = "volumes",
 ) -> KSpaceDataset:
-    """The ``medical.mri_recon`` dataset (see the module docstring)."""
+    """The ``medical.mri_recon`` dataset (see the module docstring); ``split``:
+    ``"volumes"`` (whole source volumes) or ``"matched"`` (interleaved slices)."""
     _check_options(acceleration, mask, n_supervised, image_size, snr_db, seed)
+    if split not in SPLIT_KINDS:
+        raise ValueError(f"{NAME}: split must be one of {list(SPLIT_KINDS)}, got {split!r}")
     records = [*anatomical_records(image_size), phantom_record(image_size)]
     position = {(r.volume, r.index): k for k, r in enumerate(records)}
     splits = split_by_volume(records)
+    if split == "matched":
+        splits = matched_split(splits["train"])
 
     def scan(record: Slice) -> dict[str, torch.Tensor]:
         k = position[(record.volume, record.index)]
@@ -159,7 +192,7 @@ def build(
         source=(
             f"real MR/CT slices shipped in pydicom, nibabel (+ Shepp-Logan phantom in "
             f"train), {image_size}x{image_size}, {mask} mask {acceleration}x, centre "
-            f"{center_fraction}, snr_db {snr_db}; slices per split: {counts}; "
+            f"{center_fraction}, snr_db {snr_db}; {split} split, slices per split: {counts}; "
             f"{n_supervised} supervised pretraining scans"
         ),
     )
