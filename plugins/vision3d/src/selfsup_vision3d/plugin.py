@@ -139,7 +139,8 @@ def register_pretext_tasks(register: Register) -> None:
         "unlabelled real-like scan",
         options={"self_weight": 1.0, "gamma1": 1.0, "gamma2": 1.0, "lambda1": 0.5,
                  "lambda2": 1.0, "beta1": 1.0, "beta2": 1.0, "max_angle": 45.0,
-                 "shift": 0.02, "scale": 0.2, "synthetic_batch": 32},
+                 "shift": 0.02, "scale": 0.2, "synthetic_batch": 32,
+                 "intra_size_grad": False},
         face=POSE,
     ))
 

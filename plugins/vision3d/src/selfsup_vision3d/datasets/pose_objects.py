@@ -403,6 +403,13 @@ class PoseObjects(SSLDataset):
         i = self.indices(split)
         return _Scans(self.points[i], self.category[i], self.y[i])
 
+    def fingerprint(self) -> str:
+        """A content hash of every scene and label (the samples are dicts)."""
+        h = hashlib.sha256(f"{self.name}:{self.modality}".encode())
+        for arr in (self.points, self.y, self.category):
+            h.update(arr.numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def describe(self) -> dict[str, Any]:
         return {"scenes": int(self.points.shape[0]), "points": int(self.points.shape[1]),
                 "categories": len(self.categories),
