@@ -206,3 +206,18 @@ def test_self_dpdn_consistency_terms_train_the_network(scenes: po.PoseObjects) -
         scenes.y.copy_(scenes_y)
     first = task.unsupervised(batch, torch.Generator().manual_seed(0))["loss"]
     assert torch.allclose(first, again)
+
+
+def test_intra_consistency_leaves_the_size_alone_unless_asked(scenes: po.PoseObjects) -> None:
+    from selfsup_vision3d.pretexts import self_dpdn as sd
+
+    i = scenes.indices("unlabelled")[:8]
+    batch = {"points": scenes.points[i], "category": scenes.category[i]}
+    grads = []
+    for free in (False, True):
+        torch.manual_seed(0)
+        net = sd.build_network(scenes, width=16)
+        task = sd.build(net, scenes, lambda1=0.0, intra_size_grad=free)  # intra term only
+        task.unsupervised(batch, torch.Generator().manual_seed(0))["loss"].backward()
+        grads.append(net.pose_head[-1].weight.grad[9:12].abs().sum())  # the size outputs
+    assert grads[0] == 0 and grads[1] > 0
