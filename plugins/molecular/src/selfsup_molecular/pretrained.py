@@ -93,8 +93,9 @@ BUDGETS: dict[str, PretrainConfig] = {
     # the corpus, once); measured 500-600 molecules/s on a shared core, so 1M would
     # take about 30 minutes
     "cpu": PretrainConfig(molecules=600_000, snapshots=(10_000, 30_000, 100_000, 300_000)),
-    # a GPU: MoLFormer's base width is 768 x 12 layers; 256 x 6 is a tenth of it that
-    # still sees the whole corpus 10 times in about an hour on one H100 (not measured)
+    # a GPU: MoLFormer's base is 768 wide x 12 layers; 256 x 6 (about 4.8M parameters)
+    # over the whole corpus 10 times. Not measured: no GPU was lent to the session that
+    # wrote it (BENCHMARKS.md says what is measured)
     "gpu_train": PretrainConfig(
         encoder={"embed_dim": 256, "n_layers": 6, "n_heads": 8, "ffn_dim": 1024,
                  "dropout": 0.1},
