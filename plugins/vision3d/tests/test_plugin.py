@@ -102,3 +102,4 @@ def test_pose_benchmark_is_wired(registry: Registry) -> None:
     assert bench.baseline_options["vision3d.pose_synthetic_only"]["steps"] == \
         bench.train["steps"]
     assert bench.gpu_train["steps"] > bench.train["steps"]
+    assert bench.quick["seconds"] > 0  # selfsup bench --budget needs it
