@@ -2,7 +2,8 @@
 
 open3d-cpu (the dependency; the ``open3d`` wheel is a CUDA build) loads its
 compiled module only when the Debian package ``libusb-1.0-0`` is installed.
-Everything in this plugin except the FPFH baseline works without open3d.
+Everything in this plugin except the FPFH and pose-registration baselines and the
+generation of the pose scenes (ray casting) works without open3d.
 """
 
 from __future__ import annotations
