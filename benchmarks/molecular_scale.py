@@ -26,6 +26,11 @@ Subcommands (run them in this order; each prints what BENCHMARKS.md quotes):
     fine-tuned end to end and probed), ``molecular.morgan``,
     ``molecular.rdkit_descriptors``, and for FreeSolv ``molecular.freesolv_calc``
     (plus its raw RMSE/MAE, no fit). Writes ``--out`` (JSON) and prints Markdown.
+``finetune``
+    ``core.finetune`` (encoder and linear head trained end to end, ``--epochs``,
+    all labels, seeds 0-2) from a random-init encoder and from the ``--snapshots``
+    of ``--budget``, on FreeSolv's random splits and solubility: does pretraining
+    help as an initialisation where its frozen features do not?
 
     OMP_NUM_THREADS=1 python benchmarks/molecular_scale.py cache
     OMP_NUM_THREADS=1 python benchmarks/molecular_scale.py pretrain --budget cpu \
@@ -225,6 +230,40 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(markdown(results))
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """Fine-tuned (not frozen): ``core.finetune`` from random init and from snapshots."""
+    from selfsup.api import EvalContext, get_registry
+    from selfsup_molecular.pretrained import BUDGETS, load, pretrained_folder, snapshots
+
+    registry = get_registry()
+    config = BUDGETS[args.budget]
+    finetune = registry.get("evaluator", "core.finetune").build(
+        label_fractions=[1.0], epochs=args.epochs, min_steps=0)
+    tasks = [*[(f"freesolv/random{s}", "molecular.freesolv", {"split": "random", "seed": s})
+               for s in range(args.random_seeds)],
+             ("solubility/shipped", "molecular.solubility", {})]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, key, options in tasks:
+        dataset = registry.get("dataset", key).build(corpus_size=1, **options)
+        ctx = EvalContext(device="cpu", seeds=(0, 1, 2), batch_size=256)
+        folder = pretrained_folder() / config.key(dataset.cache.fingerprint)
+        models: dict[str, Any] = {}
+        torch.manual_seed(1)
+        models["random_init"] = registry.get("encoder", "molecular.molformer").build(
+            dataset, **config.encoder)
+        for molecules, weights in snapshots(folder):
+            if molecules in args.snapshots:
+                models[f"pretrained@{molecules}"] = load(weights)[0]
+        out[name] = {}
+        for row, model in models.items():
+            t = time.perf_counter()
+            metrics = finetune(model, dataset, ctx)
+            out[name][row] = {k: float(v) for k, v in metrics.items() if "rmse" in k or "mae" in k}
+            print(f"{name} {row}: {out[name][row]} ({time.perf_counter() - t:.0f} s)", flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1))
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Tables: one per task group (random seeds averaged), rows x (ridge, forest) RMSE/MAE."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -278,10 +317,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--random-seeds", type=int, default=5)
     p.add_argument("--only", action="append", default=[])
     p.add_argument("--out", default="")
+    p = sub.add_parser("finetune")
+    p.add_argument("--budget", default="cpu")
+    p.add_argument("--random-seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--snapshots", type=int, nargs="*", default=[600_000])
+    p.add_argument("--out", default="")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     {"cache": cmd_cache, "speed": cmd_speed, "pretrain": cmd_pretrain,
-     "evaluate": cmd_evaluate}[args.cmd](args)
+     "evaluate": cmd_evaluate, "finetune": cmd_finetune}[args.cmd](args)
 
 
 if __name__ == "__main__":
