@@ -239,6 +239,7 @@ def register_benchmarks(register: Register) -> None:
         gpu_train={**HSI_TRAIN, "steps": 5000, "batch_size": 16, "device": "cuda"},
         headline="hsi.mpsnr",
         direction="higher",
+        figures=f"{M}.figures:hsi_denoise",
     ))
     register_sanity_benchmarks(register)
 
