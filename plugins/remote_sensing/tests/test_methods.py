@@ -169,3 +169,31 @@ def test_the_authors_merlin_loads_into_our_unet_and_despeckles(dataset) -> None:
     noisy = despeckling_metrics(build_identity(dataset), dataset, ctx, cfg)
     got = despeckling_metrics(net, dataset, ctx, cfg)
     assert got["despeckling.psnr_log"] > noisy["despeckling.psnr_log"] + 3
+
+
+def test_epd_roa_on_a_speckled_step_edge_ranks_oversmoothing_below_identity() -> None:
+    from selfsup_remote_sensing.baselines import build_boxcar
+    from selfsup_remote_sensing.datasets.base import SLCDataset
+    from selfsup_remote_sensing.evaluators.despeckling import epd_roa
+
+    step = np.full((64, 64), 0.02)
+    step[:, 32:] = 1.0  # a vertical edge (seen by horizontal pairs)
+    slc = torch.from_numpy(simulate_slc(step, np.random.default_rng(0))[:2].astype(np.float32))
+    ds = SLCDataset(pretrain=[slc], scenes=[("step", slc, 1.0)])
+    ds.name = "step"
+    cfg, ctx = DespecklingConfig(), EvalContext()
+    scores = {name: despeckling_metrics(model, ds, ctx, cfg) for name, model in (
+        ("identity", build_identity(ds)), ("boxcar3", build_boxcar(ds, size=3)),
+        ("boxcar15", build_boxcar(ds, size=15)))}
+    for d in ("h", "v"):
+        got = [scores[n][f"despeckling.real_epd_roa_{d}"] for n in ("identity", "boxcar3",
+                                                                    "boxcar15")]
+        assert got[0] == pytest.approx(1.0) and got[0] > got[1] > got[2] > 0
+    # without speckle, only the edge has ratios other than 1: blurring it lowers the
+    # horizontal degree, the vertical one (no edge across rows) stays 1
+    from scipy.ndimage import uniform_filter
+
+    amp = np.sqrt(step)
+    blur_h, blur_v = epd_roa(uniform_filter(amp, 9, mode="nearest"), amp)
+    assert epd_roa(amp, amp) == (1.0, 1.0)
+    assert blur_h < 0.99 and blur_v == pytest.approx(1.0)

@@ -122,7 +122,8 @@ def register_evaluators(register: Register) -> None:
     register(EvaluatorSpec(
         "remote_sensing.despeckling", f"{M}.evaluators.despeckling:build", SLC,
         "PSNR/SSIM on amplitude and log-intensity against the clean reflectivity, ratio-image "
-        "mean/std and ENL on homogeneous regions; ratio image and ENL on real scenes",
+        "mean/std and ENL on homogeneous regions; ratio image, ENL and edge preservation "
+        "(EPD-ROA, Feng et al. 2011) on real scenes",
         options={"split": "test", "tile": None, "overlap": 32, "real_scenes": True},
         task_kinds=("dense", "none"), face=DENSE,
     ))
