@@ -42,7 +42,7 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant",
                                                  "vision3d.depth_contrast",
-                                                 "vision3d.self_dpdn"}
+                                                 "vision3d.self_dpdn", "vision3d.occlusion_pose"}
     assert set(report.registered["evaluator"]) == {"vision3d.few_shot", "vision3d.rotation_r2",
                                                      "vision3d.linear_svm",
                                                      "vision3d.pose_metrics"}

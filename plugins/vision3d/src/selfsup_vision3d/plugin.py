@@ -143,6 +143,19 @@ def register_pretext_tasks(register: Register) -> None:
                  "intra_size_grad": False},
         face=POSE,
     ))
+    register(PretextSpec(
+        "vision3d.occlusion_pose", "selfsup_vision3d.pretexts.occlusion_pose:build",
+        (OBJECT_SCAN,),
+        "occlusion-aware noisy student (after Self6D++, Wang et al., TPAMI 2021; depth "
+        "points, no renderer): synthetic supervision, EMA-teacher pseudo-poses for "
+        "jittered/dropped/occluded real-like scans, and a one-sided Chamfer from the "
+        "observed points to the visible part of the posed prior",
+        options={"self_weight": 1.0, "align_weight": 1.0, "beta": 1.0, "ema": 0.99,
+                 "start": 0.3, "jitter": 0.003, "dropout": 0.2, "occlusion": 0.3,
+                 "ray_radius": 0.025, "depth_tol": 0.01, "align_clip": 0.03,
+                 "max_angle": 45.0, "shift": 0.02, "scale": 0.2, "synthetic_batch": 32},
+        face=POSE,
+    ))
 
 
 @hookimpl
@@ -256,15 +269,17 @@ def register_benchmarks(register: Register) -> None:
         name="vision3d.pose",
         dataset="vision3d.pose_objects",
         encoder="vision3d.dpdn",
-        pretexts=("vision3d.self_dpdn",),
+        pretexts=("vision3d.self_dpdn", "vision3d.occlusion_pose"),
         evaluators=("vision3d.pose_metrics",),
         summary="category-level 6D pose and size on real-like scans (noise, holes, "
         "occluder, leaky mask, shifted shapes): Self-DPDN (synthetic labels + "
-        "self-supervised real-like scans) beside the same network trained on synthetic "
+        "self-supervised real-like scans) and an occlusion-aware noisy student "
+        "(after Self6D++) beside the same network trained on synthetic "
         "labels only and FPFH-RANSAC + ICP registration to the category prior",
         dataset_options={"n_points": 128, "n_model": 128},
         encoder_options={"width": 32},
-        pretext_options={"vision3d.self_dpdn": {"synthetic_batch": 32}},
+        pretext_options={"vision3d.self_dpdn": {"synthetic_batch": 32},
+                         "vision3d.occlusion_pose": {"synthetic_batch": 32}},
         baselines=("vision3d.pose_synthetic_only", "vision3d.pose_registration"),
         baseline_options={"vision3d.pose_synthetic_only": pose_train,
                           "vision3d.pose_registration": {"ransac_iterations": 5000}},
