@@ -65,6 +65,9 @@ def test_benchmark_is_the_issue_s(registry: Registry) -> None:
     assert {"remote_sensing.merlin", "remote_sensing.blind_spot"} == set(bench.pretexts)
     assert bench.gpu_train["steps"] > bench.train["steps"]
     assert bench.quick["seconds"] > 0 and bench.figures
+    complete = registry.get("benchmark", "remote_sensing.hsi_complete")
+    assert complete.headline == "hsi.mpsnr_missing" and complete.dataset_options["missing"] > 0
+    assert "remote_sensing.dds2m" in complete.baselines and not complete.pretexts
 
 
 def test_registering_imports_no_domain_library() -> None:
