@@ -227,3 +227,37 @@ def test_dds2m_restores_one_cube_better_than_the_input(dataset) -> None:
     assert out.shape == ref.shape and math.isfinite(float(out.sum()))
     assert band_psnr(out, ref).mean() > band_psnr(obs.clip(0, 1), ref).mean() + 3
     assert np.array_equal(out, dds2m_restore(obs, np.ones(len(obs), bool), config))  # seeded
+
+
+def test_hsi_folder_reads_envi_and_geotiff_and_reports_the_bad_files(tmp_path: Path) -> None:
+    from selfsup_remote_sensing.datasets.hsi_folder import build as build_folder
+
+    rng = np.random.default_rng(1)
+    cube = rng.uniform(0, 200, (5, 12, 10)).astype(np.float32)
+    _write_envi(tmp_path / "a.img", cube, "bil")
+    tifffile.imwrite(tmp_path / "b.tif", cube * 2, photometric="minisblack")
+    _write_envi(tmp_path / "nan.img", np.where(cube > 190, np.nan, cube), "bsq")
+    cube.tofile(tmp_path / "headless.dat")
+    tifffile.imwrite(tmp_path / "bands.tif", cube[:3], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "small.tif", cube[:, :6, :6], photometric="minisblack")
+    (tmp_path / "notes.txt").write_text("not a cube")
+    with pytest.warns(UserWarning, match="skipped 4 file"):
+        ds = build_folder(root=str(tmp_path), patch_size=8, patch_overlap=4)
+    reasons = dict(ds.skipped)
+    assert sorted(Path(f).name for f in reasons) == ["bands.tif", "headless.dat", "nan.img",
+                                                     "small.tif"]
+    assert "NaN/Inf" in reasons[str(tmp_path / "nan.img")]
+    assert "no ENVI header" in reasons[str(tmp_path / "headless.dat")]
+    assert "3 bands" in reasons[str(tmp_path / "bands.tif")]
+    assert "smaller than patch_size" in reasons[str(tmp_path / "small.tif")]
+    assert [name for name, _ in ds.cubes] == ["a.img", "b.tif"]
+    for _, sample in ds.cubes:  # each scaled by its largest value, all bands observed
+        assert sample.shape == (2, 5, 12, 10) and float(sample[0].max()) == pytest.approx(1.0)
+        assert torch.equal(sample[1], torch.ones_like(sample[1]))
+    assert torch.allclose(ds.cubes[0][1][0], ds.cubes[1][1][0])  # same cube, scale removed
+    assert ds.wavelengths is not None and ds.wavelengths[0] == pytest.approx(400)
+    assert ds.task.kind == "none" and not ds.splits
+    assert len(ds.pretrain_set()) == 2 * 4 and ds.pretrain_set()[0].shape == (2, 5, 8, 8)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no usable cube"):
+        build_folder(root=str(tmp_path / "empty"), patch_size=8, patch_overlap=4)

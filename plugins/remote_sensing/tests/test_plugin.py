@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from selfsup.api import DENSE, Registry, check_plugin
 
@@ -16,10 +17,17 @@ from .conftest import TINY, TINY_DNCNN, TINY_UNET
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    from selfsup_remote_sensing.hyperspectral import INSTALL, library_files
+
+    if library_files() is None:  # the hyperspectral datasets mix its real spectra
+        pytest.skip(f"earthlib's spectral library is not installed: {INSTALL}")
     folder = tmp_path_factory.mktemp("slc")
     rng = np.random.default_rng(0)
     np.save(folder / "scene.npy", (rng.standard_normal((40, 40)) + 1j * rng.standard_normal(
         (40, 40))).astype(np.complex64))
+    cubes = tmp_path_factory.mktemp("cubes")
+    tifffile.imwrite(cubes / "cube.tif", rng.uniform(0, 1, (6, 16, 16)).astype(np.float32),
+                     photometric="minisblack")
     return check_plugin(
         "remote_sensing",
         dataset_options={"remote_sensing.despeckle": TINY,
@@ -27,7 +35,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
                                                        "patch_overlap": 8},
                          "remote_sensing.hsi_synthetic": {"image_size": 16, "bands": 6,
                                                           "patch_size": 8,
-                                                          "patch_overlap": 0}},
+                                                          "patch_overlap": 0},
+                         "remote_sensing.hsi_folder": {"root": str(cubes), "patch_size": 8,
+                                                       "patch_overlap": 0}},
         encoder_options={"remote_sensing.merlin_unet": TINY_UNET,
                          "remote_sensing.dncnn": TINY_DNCNN,
                          "remote_sensing.patch_cnn": {"width": 4, "stages": 2},
@@ -39,7 +49,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "remote_sensing")
     assert set(report.registered["dataset"]) == {"remote_sensing.despeckle",
                                                  "remote_sensing.slc_folder",
-                                                 "remote_sensing.hsi_synthetic"}
+                                                 "remote_sensing.hsi_synthetic",
+                                                 "remote_sensing.hsi_folder"}
     assert set(report.registered["encoder"]) == {"remote_sensing.merlin_unet",
                                                  "remote_sensing.dncnn",
                                                  "remote_sensing.patch_cnn",

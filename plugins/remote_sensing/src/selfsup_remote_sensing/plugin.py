@@ -66,6 +66,13 @@ def register_datasets(register: Register) -> None:
         options={"image_size": 64, "bands": 31, "patch_size": 32, "patch_overlap": 16,
                  "sigma": 0.1, "stripes": 0.0, "deadlines": 0.0, "missing": 0.0, "seed": 0},
     ))
+    register(DatasetSpec(
+        "remote_sensing.hsi_folder", f"{M}.datasets.hsi_folder:build", CUBE,
+        "your hyperspectral cubes from a folder (ENVI .hdr + data, GeoTIFF), each scaled by "
+        "its largest value and tiled into patches; bad files skipped with file and reason; "
+        "no reference; needs root=",
+        options={"root": None, "patch_size": 32, "patch_overlap": 16, "band_axis": None},
+    ))
 
 
 @hookimpl

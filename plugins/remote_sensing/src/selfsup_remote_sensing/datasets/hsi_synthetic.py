@@ -62,13 +62,17 @@ class HSIDataset(SSLDataset):
 
     def __init__(self, pretrain: list[torch.Tensor],
                  labelled: dict[str, list[tuple[torch.Tensor, torch.Tensor]]],
-                 wavelengths: np.ndarray, source: str) -> None:
+                 wavelengths: np.ndarray | None, source: str) -> None:
         self._pretrain = pretrain
         self._labelled = labelled
         self.splits = tuple(labelled)
         self.task = TaskSpec("dense")
         self.wavelengths = wavelengths
         self.source = source
+        #: whole samples without reference, ``(name, [2, bands, H, W])`` (folder datasets)
+        self.cubes: list[tuple[str, torch.Tensor]] = []
+        #: ``(file, reason)`` of every input the dataset skipped
+        self.skipped: list[tuple[str, str]] = []
 
     def pretrain_set(self) -> list[torch.Tensor]:  # type: ignore[override]
         return self._pretrain

@@ -18,7 +18,9 @@ them (:class:`Cube`). Formats:
 Refused with the file and the reason (:class:`HSIFileError`): a missing header or data
 file, a header without ``samples``/``lines``/``bands``/``data type``, an unknown data
 type or interleave, a data file whose size does not match the header, a non-numeric or
-complex dtype, fewer than 2 bands, NaN/Inf, an all-zero cube. Nothing is downloaded.
+complex dtype, fewer than 2 bands, NaN/Inf, an all-zero cube. :func:`read_folder` reads
+every cube of a folder and lists the refused files with their reasons. Nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -204,3 +206,31 @@ def read_spectral_library(path: str | Path) -> tuple[np.ndarray, np.ndarray | No
         raise HSIFileError(f"{path}: the library holds NaN/Inf values")
     w = _wavelengths_nm(fields)
     return spectra, (w if w is not None and len(w) == spectra.shape[1] else None), names
+
+
+def read_folder(root: str | Path, band_axis: int | None = None
+                ) -> tuple[list[Cube], list[tuple[str, str]]]:
+    """``([cube, ...], [(file, reason), ...])`` for the cubes directly in ``root``, sorted by
+    name: each GeoTIFF (``.tif``/``.tiff``) and each ENVI header (``.hdr``, read with its
+    data file); an ENVI data file (``.img``, ``.dat``, ``.raw``, ``.bsq``, ``.bil``,
+    ``.bip``) without a header beside it is listed as skipped. Other files and sub-folders
+    are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"hyperspectral folder {root} does not exist or is not a folder")
+    good: list[Cube] = []
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(p for p in root.iterdir() if p.is_file()):
+        suffix = path.suffix.lower()
+        try:
+            if suffix in TIFF_SUFFIXES:
+                good.append(read_cube(path, band_axis))
+            elif suffix == ".hdr":
+                path = _header_and_data(path)[1]  # the cube is named by its data file
+                good.append(read_cube(path))
+            elif suffix in DATA_SUFFIXES[1:]:
+                _header_and_data(path)  # refuses a data file without a header; else the
+                # header's own entry reads it
+        except HSIFileError as exc:
+            skipped.append((str(path), str(exc)))
+    return good, skipped
