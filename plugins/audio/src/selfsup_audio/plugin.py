@@ -18,6 +18,7 @@ from selfsup.api import (
     BenchmarkSpec,
     DatasetSpec,
     EncoderSpec,
+    EvaluatorSpec,
     PretextSpec,
     hookimpl,
 )
@@ -25,6 +26,11 @@ from selfsup.api import (
 Register = Callable[[Any], None]
 MEL = "audio.mel"  # natural-log mel energies [n_mels, frames], frequency first
 MODALITIES = (MEL,)
+#: audio.score_pairs' samples: {"audio": log-mel [n_mels, frames], "score": piano roll
+#: [pitches, steps]} (datasets/score_pairs.py)
+SCORE_PAIR = "audio.score_pair"
+#: the plugin face of audio.score_pair: embed_score(batch) -> [B, D], the score side
+SCORE_FACE = "audio.score"
 #: the views' defaults (datasets/views.py documents each); declared here once so that
 #: registering imports no torch
 VIEWS: dict[str, Any] = {
@@ -62,6 +68,15 @@ def register_datasets(register: Register) -> None:
                  "n_mels": 64},
         offline=True, views=VIEWS,
     ))
+    register(DatasetSpec(
+        "audio.score_pairs", "selfsup_audio.datasets.score_pairs:build", (SCORE_PAIR,),
+        "2 s audio / piano-roll snippet pairs of Bach chorales from music21's bundled corpus, "
+        "audio from a documented additive synthesiser, split by piece (needs the [music] "
+        "extra)",
+        options={"n_pieces": 36, "val_pieces": 4, "test_pieces": 8, "window_beats": 4,
+                 "hop_beats": 2, "tempo": 120.0, "n_mels": 64, "seed": 0},
+        offline=True,
+    ))
 
 
 @hookimpl
@@ -78,6 +93,13 @@ def register_encoders(register: Register) -> None:
         "small CNN on log-mel (4 conv-BN-ReLU blocks, global mean pool)",
         options={"width": 32, "embed_dim": 128}, faces=(EMBEDDING,),
     ))
+    register(EncoderSpec(
+        "audio.score_pair", "selfsup_audio.encoders:build_score_pair", (SCORE_PAIR,),
+        "audio-score retrieval pathways: an audio.cnn on log-mel (embedding face) and a "
+        "piano-roll CNN (audio.score face: embed_score) into one shared space",
+        options={"audio_width": 16, "score_width": 16, "embed_dim": 128},
+        faces=(EMBEDDING, SCORE_FACE),
+    ))
 
 
 @hookimpl
@@ -87,6 +109,22 @@ def register_pretext_tasks(register: Register) -> None:
         "SSAST (Gong et al., AAAI 2022): masked patch InfoNCE + reconstruction, cluster "
         "masking for patches, random for frames; trains the masked_tokens face",
         options={"mask_ratio": 0.5, "generative_weight": 10.0}, face=MASKED_TOKENS,
+    ))
+    register(PretextSpec(
+        "audio.score_contrast", "selfsup_audio.pretexts.score_contrast:build", (SCORE_PAIR,),
+        "audio-sheet music correspondence (after Dorfer et al., TISMIR 2018): symmetric "
+        "InfoNCE between the audio and score embeddings of matching snippets",
+        options={"temperature": 0.1}, face=SCORE_FACE,
+    ))
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    register(EvaluatorSpec(
+        "audio.retrieval", "selfsup_audio.evaluators.retrieval:build", (SCORE_PAIR,),
+        "cross-modal retrieval on the held-out pieces: recall@1, recall@10 and MRR of "
+        "audio -> score and score -> audio (reads the audio.score face)",
+        options={"split": "test"}, task_kinds=("*",),
     ))
 
 
@@ -158,5 +196,22 @@ def register_benchmarks(register: Register) -> None:
         gpu_train={"steps": 10000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 500,
                    "device": "cuda"},
         headline="linear_probe.map",
+        direction="higher",
+    ))
+    register(BenchmarkSpec(
+        name="audio.score_retrieval",
+        dataset="audio.score_pairs",
+        encoder="audio.score_pair",
+        pretexts=("audio.score_contrast",),
+        evaluators=("audio.retrieval",),
+        summary="audio <-> score snippet retrieval on held-out Bach chorales (music21 corpus, "
+        "synthesised audio, piano rolls): contrastive pathways against the same pair at "
+        "random init",
+        encoder_options={"audio_width": 8},
+        baselines=("core.random_init",),
+        train={"steps": 250, "batch_size": 64, "lr": 1e-3, "warmup_steps": 25},
+        gpu_train={"steps": 5000, "batch_size": 256, "lr": 1e-3, "warmup_steps": 250,
+                   "device": "cuda"},
+        headline="retrieval.a2s_mrr",
         direction="higher",
     ))

@@ -1,0 +1,1 @@
+"""The audio plugin's own metrics."""
