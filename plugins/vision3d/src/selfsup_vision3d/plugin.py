@@ -153,7 +153,8 @@ def register_pretext_tasks(register: Register) -> None:
         options={"self_weight": 1.0, "align_weight": 1.0, "beta": 1.0, "ema": 0.99,
                  "start": 0.3, "jitter": 0.003, "dropout": 0.2, "occlusion": 0.3,
                  "ray_radius": 0.025, "depth_tol": 0.01, "align_clip": 0.03,
-                 "max_angle": 45.0, "shift": 0.02, "scale": 0.2, "synthetic_batch": 32},
+                 "occlusion_aware": True, "max_angle": 45.0, "shift": 0.02, "scale": 0.2,
+                 "synthetic_batch": 32},
         face=POSE,
     ))
 

@@ -41,6 +41,7 @@ Here, on ``vision3d.pose_objects`` with the :class:`~.self_dpdn.DPDN` network
   each distance capped at ``align_clip`` metres so that leaked mask points do not
   pull), differentiable in the rotation, translation, size and deformation; prior
   points hidden by occluders or by the object's front do not pull the pose.
+  ``occlusion_aware=False`` aligns to every posed prior point instead (the ablation).
 - ``w(step)`` is 0 for the first ``start`` of the training (the teacher, an EMA of
   a random network, has learnt nothing yet) and then ``self_weight``.
 
@@ -76,6 +77,7 @@ from selfsup.api import (
     ConfigError,
     PretextTask,
     SSLDataset,
+    boolean,
     non_negative,
     option,
     parse_options,
@@ -162,6 +164,8 @@ class OcclusionPoseConfig:
                                "share a camera ray")
     depth_tol: float = option(0.01, non_negative, "depth margin (metres) of the tests")
     align_clip: float = option(0.03, positive, "cap on each alignment distance (metres)")
+    occlusion_aware: bool = option(True, boolean, "Chamfer to the visible prior points "
+                                   "only (False: to every posed prior point, the ablation)")
     max_angle: float = option(45.0, positive, "largest rotation of the student's "
                               "transform (degrees)")
     shift: float = option(0.02, non_negative, "largest shift of the transform (metres)")
@@ -228,7 +232,8 @@ class OcclusionPose(nn.Module, PretextTask):
             c.beta * chamfer(out["qv"], teach["qv"])
         prior = posed_prior(out["qv"], r, t, s)
         amodal, visible = visibility(prior.detach(), pts, c.ray_radius, c.depth_tol)
-        align = visible_chamfer(pts, prior, visible, c.align_clip)
+        target = visible if c.occlusion_aware else torch.ones_like(visible)
+        align = visible_chamfer(pts, prior, target, c.align_clip)
         return {"loss": pseudo + c.align_weight * align, "pseudo": pseudo.detach(),
                 "align": align.detach(),
                 "visible_share": visible.float().mean(),
