@@ -28,6 +28,13 @@ def class_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_class_folder(tmp_path_factory.mktemp("clouds"))
 
 
+@pytest.fixture(scope="session")
+def kicad_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from .files import write_kicad_library
+
+    return write_kicad_library(tmp_path_factory.mktemp("3dmodels"))
+
+
 #: 5 categories x (4 + 2 + 4 + 4) scenes of 64 points: generated in about a second
 TINY_POSE = {"n_train": 4, "n_val": 2, "n_unlabelled": 4, "n_test": 4, "n_points": 64,
              "n_model": 64, "image": 48}

@@ -58,3 +58,43 @@ def write_class_folder(root: Path) -> Path:
     (boxes / "broken.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\n")
     np.save(balls / "nan.npy", np.full((10, 3), np.nan))
     return root
+
+
+def write_vrml_box(path: Path, size: tuple[float, float, float], pins: int = 0) -> Path:
+    """A KiCad-style VRML 2.0 model: a box body (one IndexedFaceSet) and ``pins``
+    thin boxes beside it (a second set, its own Coordinate), as StepUp exports them."""
+    def box(lo: tuple[float, float, float], hi: tuple[float, float, float]) -> str:
+        (x0, y0, z0), (x1, y1, z1) = lo, hi
+        pts = [(x, y, z) for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)]
+        quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4),
+                 (1, 5, 7, 3)]
+        return ("Shape { appearance Appearance { material USE BODY }\n"
+                "geometry IndexedFaceSet { creaseAngle 0.5\n"
+                "coordIndex [" + ",".join(",".join(map(str, q)) + ",-1" for q in quads) + "]\n"
+                "coord Coordinate { point [" + ",".join(f"{x} {y} {z}" for x, y, z in pts)
+                + "] } } }\n")
+
+    sx, sy, sz = size
+    text = ("#VRML V2.0 utf8\n# test model\nShape { appearance Appearance "
+            "{ material DEF BODY Material { diffuseColor 0.1 0.1 0.1 } } }\n")
+    text += box((0, 0, 0), (sx, sy, sz))
+    for i in range(pins):
+        x = sx * (i + 0.5) / pins
+        text += box((x - 0.05, -0.3, 0), (x + 0.05, 0, 0.05))
+    path.write_text(text)
+    return path
+
+
+def write_kicad_library(root: Path, per_family: int = 10) -> Path:
+    """Two families of ``.3dshapes`` folders in KiCad's layout, plus one broken model
+    and a family too small to keep."""
+    for family in ("Resistor_SMD", "Package_DIP", "Tiny"):
+        (root / f"{family}.3dshapes").mkdir(parents=True, exist_ok=True)
+    for i in range(per_family):
+        write_vrml_box(root / "Resistor_SMD.3dshapes" / f"R_{i:02d}.wrl",
+                       (2.0 + 0.1 * i, 1.0, 0.5))
+        write_vrml_box(root / "Package_DIP.3dshapes" / f"DIP-{2 * i + 4}.wrl",
+                       (1.0 + 0.2 * i, 6.0, 3.0), pins=i + 2)
+    (root / "Package_DIP.3dshapes" / "DIP-broken.wrl").write_text("#VRML V2.0 utf8\nShape {}")
+    write_vrml_box(root / "Tiny.3dshapes" / "one.wrl", (1.0, 1.0, 1.0))
+    return root

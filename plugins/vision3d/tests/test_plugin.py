@@ -22,13 +22,15 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def registry(shapes_cache: Path, class_folder: Path, pose_cache: Path) -> Registry:
+def registry(shapes_cache: Path, class_folder: Path, pose_cache: Path,
+             kicad_library: Path) -> Registry:
     with pytest.warns(UserWarning, match="skipped 3"):
         return check_plugin(
             "vision3d",
             dataset_options={
                 "vision3d.shapes": {**TINY_SHAPES, "cache_dir": str(shapes_cache)},
                 "vision3d.folder": {"path": str(class_folder), "n_points": 64},
+                "vision3d.kicad": {"path": str(kicad_library), "n_points": 64},
                 "vision3d.pose_objects": {**TINY_POSE, "cache_dir": str(pose_cache)},
             },
             encoder_options=TINY,
@@ -38,7 +40,7 @@ def registry(shapes_cache: Path, class_folder: Path, pose_cache: Path) -> Regist
 def test_check_plugin_passes(registry: Registry) -> None:
     report = next(r for r in registry.reports if r.name == "vision3d")
     assert set(report.registered["dataset"]) == {"vision3d.shapes", "vision3d.folder",
-                                                 "vision3d.pose_objects"}
+                                                 "vision3d.kicad", "vision3d.pose_objects"}
     assert set(report.registered["encoder"]) == set(TINY)
     assert set(report.registered["pretext"]) == {"vision3d.point_mae", "vision3d.equivariant",
                                                  "vision3d.depth_contrast",

@@ -11,6 +11,10 @@
            (also ``.txt``/``.pts``, ModelNet40's resampled ``.txt`` files included)
 ``.npy``   an array ``[N, >=3]``
 ``.bin``   ScanObjectNN's ``object_dataset`` files (float32: a count, then 11 per point)
+``.wrl``   VRML 2.0 / 97 ``IndexedFaceSet`` shapes (KiCad's 3D models): every
+           ``coord Coordinate { point [...] }`` with its ``coordIndex [...]``, shapes
+           concatenated; transforms, reused (``USE``) coordinates and primitives
+           (``Box``, ``Sphere``) are not read
 =========  ==========================================================================
 
 A mesh (faces present) is sampled area-weighted with the caller's generator; a cloud
@@ -29,7 +33,8 @@ import numpy as np
 
 from .geometry import sample_surface, triangle_areas
 
-SUFFIXES = (".ply", ".pcd", ".off", ".obj", ".stl", ".xyz", ".txt", ".pts", ".npy", ".bin")
+SUFFIXES = (".ply", ".pcd", ".off", ".obj", ".stl", ".xyz", ".txt", ".pts", ".npy", ".bin",
+            ".wrl")
 
 
 class BadFile(ValueError):
@@ -221,9 +226,46 @@ def read_scanobjectnn_bin(path: Path) -> Geometry:
     return a[1:].reshape(-1, 11)[:, :3].astype(np.float64), None
 
 
+_VRML_POINTS = re.compile(r"coord\s+(?:DEF\s+\S+\s+)?Coordinate\s*\{\s*point\s*\[([^\]]*)\]")
+_VRML_INDEX = re.compile(r"coordIndex\s*\[([^\]]*)\]")
+
+
+def read_wrl(path: Path) -> Geometry:
+    """Every ``IndexedFaceSet`` of a VRML 2.0 file, in file order (see the module)."""
+    text = path.read_text(errors="replace")
+    if not text.startswith("#VRML"):
+        raise BadFile("not a VRML file (no '#VRML' header)")
+    text = re.sub(r"#[^\n]*", " ", text)  # comments (the header included)
+    verts: list[np.ndarray] = []
+    faces: list[np.ndarray] = []
+    offset = 0
+    for shape in re.split(r"\bIndexedFaceSet\b", text)[1:]:
+        points, index = _VRML_POINTS.search(shape), _VRML_INDEX.search(shape)
+        if points is None or index is None:
+            continue  # a USE'd coordinate node or a set without faces
+        v = np.asarray(points.group(1).replace(",", " ").split(), dtype=np.float64)
+        if len(v) % 3:
+            raise BadFile(f"a Coordinate of {len(v)} numbers, not x y z triples")
+        idx = [int(t) for t in index.group(1).replace(",", " ").split()]
+        polys, poly = [], []
+        for i in [*idx, -1]:
+            if i >= 0:
+                poly.append(i)
+            elif poly:
+                polys.append(poly)
+                poly = []
+        verts.append(v.reshape(-1, 3))
+        if polys:
+            faces.append(_fan(polys) + offset)
+        offset += len(v) // 3
+    if not verts:
+        raise BadFile("no IndexedFaceSet with coordinates")
+    return np.concatenate(verts), (np.concatenate(faces) if faces else None)
+
+
 READERS = {".ply": read_ply, ".pcd": read_pcd, ".off": read_off, ".obj": read_obj,
            ".stl": read_stl, ".xyz": read_xyz, ".txt": read_xyz, ".pts": read_xyz,
-           ".npy": read_npy, ".bin": read_scanobjectnn_bin}
+           ".npy": read_npy, ".bin": read_scanobjectnn_bin, ".wrl": read_wrl}
 
 
 def read_geometry(path: str | Path) -> Geometry:

@@ -60,6 +60,14 @@ def register_datasets(register: Register) -> None:
         options={"path": "", "n_points": 1024, "seed": 0}, offline=True, views=VIEWS,
     ))
     register(DatasetSpec(
+        "vision3d.kicad", "selfsup_vision3d.datasets.kicad:build", MODALITIES,
+        "real CAD models of electronic parts (KiCad's 3D library, Debian kicad-packages3d, "
+        "VRML), one class per package family; needs the package installed (or path=)",
+        options={"path": "/usr/share/kicad/3dmodels", "n_per_class": 100, "min_per_class": 10,
+                 "max_classes": 20, "n_points": 1024, "seed": 0},
+        offline=True, views=VIEWS,
+    ))
+    register(DatasetSpec(
         "vision3d.pose_objects", "selfsup_vision3d.datasets.pose_objects:build",
         (OBJECT_SCAN,),
         "category-level 6D pose and size: 5 procedural categories (bottle, bowl, mug, box, "

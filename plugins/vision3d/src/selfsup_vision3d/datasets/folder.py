@@ -62,28 +62,38 @@ def discover(root: Path) -> list[tuple[Path, str, str | None]]:
     return out
 
 
+def read_entries(entries: list[tuple[Path, str, str | None]], n_points: int, seed: int,
+                 name: str = NAME) -> tuple[list[np.ndarray], list[str], list[str | None],
+                                            list[tuple[str, str]]]:
+    """Clouds, classes and splits of the usable files of ``entries``, and the skipped
+    ``(file, reason)`` (one warning lists them)."""
+    skipped: list[tuple[str, str]] = []
+    clouds, names, folds = [], [], []
+    for i, (f, cls, split) in enumerate(entries):
+        rng = np.random.default_rng([seed, i])
+        try:
+            clouds.append(read_cloud(f, n_points, rng))
+        except BadFile as why:
+            skipped.append((str(f), str(why)))
+            continue
+        names.append(cls)
+        folds.append(split)
+    if skipped:
+        listing = "; ".join(f"{p}: {why}" for p, why in skipped[:20])
+        more = f" (and {len(skipped) - 20} more)" if len(skipped) > 20 else ""
+        warnings.warn(f"{name}: skipped {len(skipped)} of {len(entries)} file(s): "
+                      f"{listing}{more}", stacklevel=3)
+    return clouds, names, folds, skipped
+
+
 class PointFolder(PointCloudDataset):
     """The clouds of a folder (see the module)."""
 
     def __init__(self, config: FolderConfig, views: PointViews) -> None:
         root = Path(config.path)
         entries = discover(root)
-        self.skipped: list[tuple[str, str]] = []
-        clouds, names, folds = [], [], []
-        for i, (f, cls, split) in enumerate(entries):
-            rng = np.random.default_rng([config.seed, i])
-            try:
-                clouds.append(read_cloud(f, config.n_points, rng))
-            except BadFile as why:
-                self.skipped.append((str(f), str(why)))
-                continue
-            names.append(cls)
-            folds.append(split)
-        if self.skipped:
-            listing = "; ".join(f"{p}: {why}" for p, why in self.skipped[:20])
-            more = f" (and {len(self.skipped) - 20} more)" if len(self.skipped) > 20 else ""
-            warnings.warn(f"{NAME}: skipped {len(self.skipped)} of {len(entries)} file(s): "
-                          f"{listing}{more}", stacklevel=2)
+        clouds, names, folds, self.skipped = read_entries(entries, config.n_points,
+                                                          config.seed)
         classes = sorted(set(names))
         if len(classes) < 2:
             raise ValueError(f"{NAME}: {root} gives {len(classes)} class(es) with usable files "
