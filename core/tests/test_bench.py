@@ -217,3 +217,30 @@ def test_bench_sanity_cli_fails_when_a_condition_cannot_be_checked(tmp_path: Pat
     out = capsys.readouterr()
     assert "FAIL  core.sanity_digits: core.simclr > baseline:core.random_init" in out.out
     assert "sanity condition(s) failed" in out.err
+
+
+def test_an_expectation_can_compare_two_metrics_of_one_row() -> None:
+    import pytest
+
+    from selfsup.bench import Row, check_sanity
+    from selfsup.components import BenchmarkSpec, Expect
+
+    def spec(*expects: Expect) -> BenchmarkSpec:
+        return BenchmarkSpec(
+            name="toy.finetune", dataset="core.digits", encoder="core.mlp",
+            pretexts=("core.simclr",), evaluators=("core.linear_probe",), summary="toy",
+            headline="dice", sanity=expects)
+
+    # an evaluator that scores the pretrained network and the same one from scratch
+    rows = [Row("toy.finetune", "core.simclr", "pretext",
+                {"dice": 0.6, "scratch_dice": 0.5}, 1.0)]
+    checks = check_sanity(spec(
+        Expect("core.simclr", beats="core.simclr", beats_metric="scratch_dice", margin=0.05),
+        Expect("core.simclr", beats="core.simclr", beats_metric="scratch_dice", margin=0.2),
+        Expect("core.simclr", beats="core.simclr", beats_metric="absent")), rows)
+    assert [c["passed"] for c in checks] == [True, False, False]
+    assert checks[0]["condition"] == "core.simclr dice > core.simclr scratch_dice + 0.05"
+    assert checks[0]["reference"] == 0.5 and checks[0]["beats_metric"] == "scratch_dice"
+    assert checks[2]["detail"].startswith("no absent of core.simclr")
+    with pytest.raises(ValueError, match="compares a row with itself"):
+        spec(Expect("core.simclr", beats="core.simclr"))

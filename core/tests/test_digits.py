@@ -60,3 +60,24 @@ def test_bad_options_name_the_field() -> None:
     with pytest.raises(ValueError, match=r"expects \[B, 64\] inputs, got \(2, 63\)"):
         enc(torch.zeros(2, 63))
     assert enc(torch.zeros(2, 64)).shape == (2, 8)
+
+
+def test_fingerprint_sees_inside_dict_samples_and_large_tensors() -> None:
+    from typing import Any
+
+    import torch
+
+    from selfsup.components import SSLDataset
+
+    class Volumes(SSLDataset):
+        name = "toy.volumes"
+
+        def __init__(self, value: float) -> None:
+            self.items = [{"image": torch.zeros(32, 32, 32), "id": i} for i in range(4)]
+            self.items[2]["image"][16, 16, 16] = value  # past the first 4 KiB; repr elides it
+
+        def pretrain_set(self) -> Any:
+            return self.items
+
+    assert Volumes(0.0).fingerprint() == Volumes(0.0).fingerprint()
+    assert Volumes(0.0).fingerprint() != Volumes(1.0).fingerprint()

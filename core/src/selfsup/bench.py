@@ -279,15 +279,17 @@ def check_sanity(spec: BenchmarkSpec, rows: Sequence[Row]) -> list[dict[str, Any
     for expect in spec.sanity:
         metric = expect.metric or spec.headline
         higher = spec.direction == "higher"
+        beats_metric = expect.beats_metric or metric
         entry: dict[str, Any] = {"benchmark": spec.name, "method": expect.method,
                                  "beats": expect.beats, "metric": metric,
-                                 "margin": expect.margin,
+                                 "beats_metric": beats_metric, "margin": expect.margin,
                                  "condition": expect.describe(metric, spec.direction)}
-        values = [by.get(row, {}).get(metric) for row in (expect.method, expect.beats)]
+        wanted = ((expect.method, metric), (expect.beats, beats_metric))
+        values = [by.get(row, {}).get(key) for row, key in wanted]
         if None in values:
-            absent = [row for row, v in zip((expect.method, expect.beats), values,
-                                            strict=True) if v is None]
-            entry.update(passed=False, detail=f"no {metric} for {', '.join(absent)} "
+            absent = [f"{key} of {row}" for (row, key), v in zip(wanted, values, strict=True)
+                      if v is None]
+            entry.update(passed=False, detail=f"no {' or '.join(absent)} "
                                               "(failed, skipped or not run)")
         else:
             mine, theirs = float(values[0]), float(values[1])  # type: ignore[arg-type]

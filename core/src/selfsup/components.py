@@ -223,10 +223,7 @@ class SSLDataset:
         n = len(pre)  # type: ignore[arg-type]
         h.update(str(n).encode())
         for i in range(0, n, max(1, n // 64)):
-            arr = _to_numpy(pre[i])
-            # an object array's bytes are pointers: hash its repr instead (override
-            # fingerprint() for samples whose repr does not show their content)
-            h.update(arr.tobytes()[:4096] if arr.dtype != object else repr(pre[i]).encode())
+            _hash_sample(h, pre[i])
         return h.hexdigest()[:16]
 
     def _require_split(self, split: str) -> torch.utils.data.Dataset[Any]:
@@ -237,6 +234,30 @@ class SSLDataset:
                 f"its labelled splits are {list(self.splits)}"
             )
         return ds
+
+
+def _hash_sample(h: Any, x: Any) -> None:
+    """Feed one sample into hash ``h``: arrays and tensors by dtype, shape and
+    content (evenly strided past 1 MiB), dicts by key, sequences item by item, anything else by ``repr``
+    (override :meth:`SSLDataset.fingerprint` for samples whose repr hides content)."""
+    import numpy as np
+
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray) and x.dtype != object:  # an object array's bytes are pointers
+        h.update(f"{x.dtype}{x.shape}".encode())
+        flat = x.reshape(-1)  # all of it up to 1 MiB, evenly strided beyond
+        h.update(np.ascontiguousarray(flat[:: -(-flat.nbytes // 2**20) or 1]).tobytes())
+    elif isinstance(x, dict):
+        for key in sorted(x, key=str):
+            h.update(repr(key).encode())
+            _hash_sample(h, x[key])
+    elif isinstance(x, (tuple, list, np.ndarray)):
+        h.update(f"{type(x).__name__}{len(x)}".encode())
+        for item in x:
+            _hash_sample(h, item)
+    else:
+        h.update(repr(x).encode())
 
 
 def _to_numpy(x: Any) -> Any:
@@ -504,18 +525,26 @@ class Expect:
     or ``"baseline:<key>"`` (``"baseline:core.input"``). ``metric``: the metric key
     (default: the benchmark's headline); ``margin``: how far, in that metric's
     units, ``method`` must be ahead in the benchmark's ``direction``.
+    ``beats_metric``: the metric read from row ``beats`` (default: ``metric``), for
+    an evaluator that scores its own reference in the same row, e.g. a pretrained
+    network against the same network trained from scratch:
+    ``Expect("medical.mae3d", beats="medical.mae3d", metric="dice_finetune.dice@1",
+    beats_metric="dice_finetune.scratch_dice@1")``.
     """
 
     method: str
     beats: str
     margin: float = 0.0
     metric: str = ""
+    beats_metric: str = ""
 
     def describe(self, metric: str, direction: str) -> str:
         sign = ">" if direction == "higher" else "<"
-        bound = self.beats if not self.margin else (
-            f"{self.beats} {'+' if direction == 'higher' else '-'} {self.margin:g}")
-        return f"{self.method} {sign} {bound} ({metric})"
+        plus = f" {'+' if direction == 'higher' else '-'} {self.margin:g}" if self.margin else ""
+        theirs = self.beats_metric or metric
+        if theirs == metric:
+            return f"{self.method} {sign} {self.beats}{plus} ({metric})"
+        return f"{self.method} {metric} {sign} {self.beats} {theirs}{plus}"
 
 
 @dataclass(frozen=True)
@@ -610,9 +639,14 @@ class BenchmarkSpec:
                 raise ValueError(f"{self.name}: Expect names row(s) {stray}, which the "
                                  f"benchmark does not run; rows: {sorted(rows)} (a baseline "
                                  "row is 'baseline:<key>')")
-            if not (expect.metric or self.headline):
+            metric = expect.metric or self.headline
+            if not metric:
                 raise ValueError(f"{self.name}: Expect({expect.method!r}, ...) needs a metric "
                                  "or the benchmark's headline")
+            if expect.method == expect.beats and (expect.beats_metric or metric) == metric:
+                raise ValueError(f"{self.name}: Expect({expect.method!r}, beats="
+                                 f"{expect.beats!r}) compares a row with itself; name "
+                                 "another row or a beats_metric of the same row")
 
 
 SPEC_KINDS: dict[str, type[Any]] = {
