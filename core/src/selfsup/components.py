@@ -238,8 +238,9 @@ class SSLDataset:
 
 def _hash_sample(h: Any, x: Any) -> None:
     """Feed one sample into hash ``h``: arrays and tensors by dtype, shape and
-    content (evenly strided past 1 MiB), dicts by key, sequences item by item, anything else by ``repr``
-    (override :meth:`SSLDataset.fingerprint` for samples whose repr hides content)."""
+    content (evenly strided past 1 MiB), dicts by key, sequences item by item,
+    anything else by ``repr`` (override :meth:`SSLDataset.fingerprint` for samples
+    whose repr hides their content)."""
     import numpy as np
 
     if hasattr(x, "detach"):
