@@ -33,6 +33,43 @@ def test_batch_view_drops_nodes_per_graph_and_keeps_every_graph(
     assert int(view.edge_index.max()) < view.x.shape[0]
 
 
+@pytest.mark.parametrize(
+    "views",
+    [
+        GraphViews(drop_edge=0.3, mask_feature=0.0),
+        GraphViews(drop_edge=0.2, mask_feature=0.2, drop_node=0.5),
+        GraphViews(drop_edge=0.0, mask_feature=0.0, drop_node=0.5, keep_marked=True),
+    ],
+    ids=["drop_edge", "drop_node", "keep_marked"],
+)
+def test_batch_view_splits_back_into_consistent_graphs(views: GraphViews) -> None:
+    # regression: the view kept the original batch's slices, so to_data_list() read
+    # past the ends of the kept nodes and edges (RuntimeError)
+    from torch_geometric.data import Batch
+
+    from selfsup_graph.datasets import motifs
+
+    graphs = motifs.build(n_graphs=40, mark_motif=True).graphs[:8]
+    batch = Batch.from_data_list(graphs)
+    view = views.batch_view(batch, torch.Generator().manual_seed(0))
+    parts = view.to_data_list()
+    assert len(parts) == len(graphs)
+    counts = torch.bincount(view.batch, minlength=len(graphs))
+    for i, (part, whole) in enumerate(zip(parts, graphs, strict=True)):
+        assert part.num_nodes == int(counts[i]) == part.x.shape[0] == part.marked.shape[0]
+        assert 1 <= part.num_nodes <= whole.num_nodes
+        assert part.edge_index.numel() == 0 or (
+            int(part.edge_index.min()) >= 0 and int(part.edge_index.max()) < part.num_nodes
+        )
+        assert int(part.y) == int(whole.y)
+        if views.keep_marked:  # the whole motif survives, nodes and edges
+            assert int(part.marked.sum()) == int(whole.marked.sum())
+        assert view[i].num_nodes == part.num_nodes  # indexing reads the same slices
+    rebuilt = Batch.from_data_list(parts)
+    assert torch.equal(rebuilt.x, view.x) and torch.equal(rebuilt.edge_index, view.edge_index)
+    assert torch.equal(rebuilt.ptr, view.ptr)
+
+
 def test_batch_view_is_reproducible_and_stochastic(graph_dataset: GraphLevelDataset) -> None:
     batch = graph_dataset.collate(graph_dataset.pretrain_set())
     a, b, c = (graph_dataset.augment(batch, torch.Generator().manual_seed(s)) for s in (1, 1, 2))

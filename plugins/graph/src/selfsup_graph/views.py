@@ -138,27 +138,24 @@ class GraphViews:
             out.x = batch.x * cols.to(batch.x.dtype)
         _filter_edges(out, batch, self._kept_edges(batch, None, generator))
         keep = self._kept_nodes(batch, generator)
-        if keep is None:
-            return out
-        kept_per_graph = torch.zeros(batch.num_graphs, dtype=torch.long, device=keep.device)
-        kept_per_graph.index_add_(0, batch.batch, keep.long())
-        keep[batch.ptr[:-1][kept_per_graph == 0]] = True  # never an empty graph
-        edge_index, edge_attr = subgraph(
-            keep,
-            out.edge_index,
-            getattr(out, "edge_attr", None),
-            relabel_nodes=True,
-            num_nodes=batch.num_nodes,
-        )
-        out.x = out.x[keep]
-        out.edge_index = edge_index
-        if edge_attr is not None:
-            out.edge_attr = edge_attr
-        if getattr(out, "marked", None) is not None:
-            out.marked = out.marked[keep]
-        out.batch = batch.batch[keep]
-        counts = torch.bincount(out.batch, minlength=batch.num_graphs)
-        out.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        if keep is not None:
+            kept_per_graph = torch.zeros(batch.num_graphs, dtype=torch.long, device=keep.device)
+            kept_per_graph.index_add_(0, batch.batch, keep.long())
+            keep[batch.ptr[:-1][kept_per_graph == 0]] = True  # never an empty graph
+            edge_index, edge_attr = subgraph(
+                keep,
+                out.edge_index,
+                getattr(out, "edge_attr", None),
+                relabel_nodes=True,
+                num_nodes=batch.num_nodes,
+            )
+            for key in _node_keys(batch):  # x, marked, and any other per-node tensor
+                out[key] = out[key][keep]
+            out.edge_index = edge_index
+            if edge_attr is not None:
+                out.edge_attr = edge_attr
+            out.batch = batch.batch[keep]
+        _rebuild_bookkeeping(out, batch)
         return out
 
     # -- shared draws -------------------------------------------------------------------
@@ -215,6 +212,59 @@ def _filter_edges(out: Data, data: Data, keep: torch.Tensor | None) -> None:
     out.edge_index = data.edge_index[:, keep]
     if getattr(data, "edge_attr", None) is not None:
         out.edge_attr = data.edge_attr[keep]
+
+
+#: the edge-level attributes batch views filter (:func:`_filter_edges`, ``subgraph``)
+_EDGE_KEYS = ("edge_index", "edge_attr")
+
+
+def _node_keys(batch: Batch) -> list[str]:
+    """The per-node attributes of a ``Batch``: ``x``, ``marked``, and any other PyG
+    sliced like its nodes (a ``Batch`` built by hand has no slices: the first two)."""
+    keys = [key for key in ("x", "marked") if getattr(batch, key, None) is not None]
+    slices = getattr(batch, "_slice_dict", None) or {}
+    keys += [
+        key
+        for key, s in slices.items()
+        if key not in (*_EDGE_KEYS, *keys)
+        and isinstance(batch[key], torch.Tensor)
+        and batch[key].dim() > 0
+        and batch[key].shape[0] == batch.num_nodes
+        and torch.equal(s.to(batch.ptr.device), batch.ptr)
+    ]
+    return keys
+
+
+def _rebuild_bookkeeping(out: Batch, batch: Batch) -> None:
+    """Make ``out.ptr`` and the slices ``to_data_list()`` reads match its kept nodes and edges.
+
+    ``batch.clone()`` copies the original ``_slice_dict`` and ``_inc_dict``; after
+    dropping nodes or edges they point past the ends of the tensors (or split
+    them at the wrong rows), so ``out.to_data_list()`` or ``out[i]`` would fail.
+    Edges stay grouped by graph in the original order, so per-graph counts rebuild
+    them.
+    """
+    n_graphs = batch.num_graphs
+    nodes = torch.bincount(out.batch, minlength=n_graphs)
+    edges = torch.bincount(out.batch[out.edge_index[0]], minlength=n_graphs)
+    node_slices = torch.cat([nodes.new_zeros(1), nodes.cumsum(0)])
+    edge_slices = torch.cat([edges.new_zeros(1), edges.cumsum(0)])
+    out.ptr = node_slices
+    old_slices = getattr(batch, "_slice_dict", None)
+    if old_slices is None:  # a Batch not built by from_data_list: nothing to split by
+        return
+    node_keys = set(_node_keys(batch))
+    slices = dict(old_slices)
+    for key in slices:
+        if key in _EDGE_KEYS:
+            slices[key] = edge_slices.to(old_slices[key].device)
+        elif key in node_keys:
+            slices[key] = node_slices.to(old_slices[key].device)
+    out._slice_dict = slices
+    inc = dict(batch._inc_dict)
+    if "edge_index" in inc:  # each graph's edge indices are offset by its first node
+        inc["edge_index"] = node_slices[:-1].to(torch.as_tensor(inc["edge_index"]).device)
+    out._inc_dict = inc
 
 
 def random_walk_nodes(
