@@ -21,7 +21,8 @@ a second); nothing is downloaded.
 
 Sanity options (issue 16): ``features="degree"`` gives every node a one-hot of its
 degree (1..``N_FEATURES``, larger degrees in the last column) instead of noise:
-features that the structure predicts, GraphMAE's assumption. ``mark_motif=True``
+features that the structure predicts, GraphMAE's assumption; the ``graph.motifs``
+benchmark uses them, since on noise a 2-layer GIN cannot fit the label. ``mark_motif=True``
 stores ``data.marked``, a boolean per node that is true on the planted motif, so
 that views built with ``keep_marked=True`` perturb only the random tree and keep
 the label (GraphCL's assumption). The graphs themselves do not change: the same
