@@ -244,3 +244,32 @@ def test_an_expectation_can_compare_two_metrics_of_one_row() -> None:
     assert checks[2]["detail"].startswith("no absent of core.simclr")
     with pytest.raises(ValueError, match="compares a row with itself"):
         spec(Expect("core.simclr", beats="core.simclr"))
+
+
+def test_trained_baselines_get_the_step_cap_of_steps_and_quick(tmp_path: Path) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BaselineSpec, BenchmarkSpec
+
+    seen: list[Any] = []
+
+    def record(ds: Any, ctx: Any) -> Any:
+        seen.append((ctx.steps, ctx.eval.device))
+        return ctx.encoder_factory()
+
+    class Toy:
+        @hookimpl
+        def register_baselines(self, register):  # type: ignore[no-untyped-def]
+            register(BaselineSpec("toy.record", record, ("vector",), "records its context"))
+
+        @hookimpl
+        def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
+            register(BenchmarkSpec(
+                name="toy.digits", dataset="core.digits", encoder="core.mlp", pretexts=(),
+                evaluators=("core.knn",), summary="toy", baselines=("toy.record",),
+                train={"steps": 50}, quick={"train": {"steps": 7}}))
+
+    reg = _toy_registry(Toy())
+    for kwargs in ({}, {"steps": 3}, {"quick": True}):
+        run_bench(tmp_path / str(len(seen)), benchmarks=["toy.digits"], registry=reg,
+                  seeds=(0,), **kwargs)
+    assert seen == [(None, "cpu"), (3, "cpu"), (7, "cpu")]

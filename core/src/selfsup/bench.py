@@ -476,7 +476,8 @@ def _run_one(
         progress.finish(spec.name, key, time.perf_counter() - t0)
 
     context = BaselineContext(encoder_factory=ctx.encoder_factory, eval=ctx,  # type: ignore[arg-type]
-                              seed=ctx.seeds[0], steps=steps if steps_given else None)
+                              seed=ctx.seeds[0],
+                              steps=steps if steps_given or quick else None)
     for key in baselines:
         t0 = time.perf_counter()
         progress.start(spec.name, f"baseline {key}")

@@ -319,7 +319,8 @@ class BaselineContext:
     encoder_factory: Callable[[], nn.Module]
     eval: EvalContext
     seed: int = 0
-    #: ``selfsup bench --steps N``: a trained baseline takes at most N optimiser steps
+    #: ``selfsup bench --steps N`` (or ``--quick``, with the benchmark's quick steps):
+    #: a trained baseline takes at most N optimiser steps; it trains on ``eval.device``
     steps: int | None = None
 
 

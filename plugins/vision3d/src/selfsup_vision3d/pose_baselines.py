@@ -164,4 +164,5 @@ def build_synthetic_only(dataset: SSLDataset, context: BaselineContext,
                             f"encoder is a {type(model).__name__}")
     steps = min(config.steps, context.steps) if context.steps else config.steps
     return train_synthetic(model, ds, steps, config.batch_size, config.lr, seed=context.seed,
+                           device=context.eval.device,
                            warmup_steps=min(config.warmup_steps, steps // 10))

@@ -364,12 +364,14 @@ def build(encoder: nn.Module, dataset: SSLDataset, **options: Any) -> SelfDPDN:
 
 
 def train_synthetic(model: DPDN, dataset: Any, steps: int, batch_size: int, lr: float,
-                    seed: int = 0, warmup_steps: int = 0, **options: Any) -> DPDN:
+                    seed: int = 0, warmup_steps: int = 0, device: str = "cpu",
+                    **options: Any) -> DPDN:
     """Train ``model`` on the synthetic labels alone (``self_weight=0``) with the core
     trainer's recipe: AdamW (weight decay 1e-4 on matrices), linear warm-up, cosine
-    decay, gradient norm clipped at 1. Returns it in eval mode."""
+    decay, gradient norm clipped at 1, on ``device``. Returns it in eval mode."""
     task = SelfDPDN(model, dataset, parse_options(
         SelfDPDNConfig, {**options, "self_weight": 0.0, "synthetic_batch": batch_size}, NAME))
+    task.to(device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4},
