@@ -98,14 +98,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="benchmark key (repeatable; default: all plugins', else core.digits)")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     b.add_argument("--quick", action="store_true",
-                   help="headline pretexts and baselines, fewer steps, seed 0 (labelled quick "
-                        "in the report)")
+                   help="headline pretexts and baselines, fewer steps (trained baselines "
+                        "capped at them), seed 0 (labelled quick in the report)")
     b.add_argument("--budget", type=float, metavar="MINUTES",
                    help="with --quick: scale the pretraining steps so the run takes about this "
                         "long (implies --quick)")
     b.add_argument("--steps", type=int,
                    help="override the training steps of every pretext (and cap the "
-                        "supervised baseline's)")
+                        "trained baselines')")
     b.add_argument("--seeds", default=None,
                    help="comma-separated evaluation seeds (default 0,1,2; 0 with --quick)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
