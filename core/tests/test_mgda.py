@@ -59,3 +59,18 @@ def test_bad_input_is_named() -> None:
         mgda_combine([torch.tensor(1.0, requires_grad=True)], [], normalization="max")
     with pytest.raises(ValueError, match="not finite"):
         min_norm_weights(torch.tensor([[float("nan"), 1.0]]))
+
+
+@pytest.mark.parametrize("tasks,dims", [(3, 5), (4, 6), (5, 3), (8, 4)])
+def test_the_weights_satisfy_the_optimality_conditions_exactly(tasks: int, dims: int) -> None:
+    # KKT of min w'Gw on the simplex: (G w)_t >= w'Gw for every t, equal where w_t > 0;
+    # fewer dimensions than tasks makes G singular (a face of minimisers)
+    gen = torch.Generator().manual_seed(tasks * 10 + dims)
+    for _ in range(20):
+        g = torch.randn(tasks, dims, generator=gen, dtype=torch.float64) + 0.5
+        w = min_norm_weights(g)
+        gw = (g @ g.T) @ w
+        norm = float(w @ gw)
+        assert float(w.sum()) == pytest.approx(1.0) and bool((w >= 0).all())
+        assert float(gw.min()) >= norm - 1e-9
+        assert float((gw[w > 1e-9] - norm).abs().max()) <= 1e-9
