@@ -273,3 +273,17 @@ def test_trained_baselines_get_the_step_cap_of_steps_and_quick(tmp_path: Path) -
         run_bench(tmp_path / str(len(seen)), benchmarks=["toy.digits"], registry=reg,
                   seeds=(0,), **kwargs)
     assert seen == [(None, "cpu"), (3, "cpu"), (7, "cpu")]
+
+
+def test_a_benchmark_names_the_columns_its_table_shows() -> None:
+    from selfsup.bench import BenchResult, Row, markdown_table
+
+    metrics = {"pose.acc": 0.5, "pose.acc@10%": 0.4, "pose.rot_err": 12.0,
+               "pose.iou": 0.3, "pose.n_test": 60.0}
+    result = BenchResult(rows=[Row("toy.pose", "toy.m", "pretext", metrics, 1.0)])
+    result.benchmarks["toy.pose"] = {"headline": "pose.acc", "columns": ["pose.rot_err"]}
+    table, details = markdown_table(result).split("<details>")
+    assert "| method | pose.acc | pose.acc@10% | pose.rot_err | time (s) |" in table
+    assert "pose.iou" not in table and "| method | pose.iou | pose.n_test |" in details
+    result.benchmarks["toy.pose"]["columns"] = []  # every score
+    assert "| pose.rot_err | pose.iou | time (s) |" in markdown_table(result)

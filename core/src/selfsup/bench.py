@@ -435,6 +435,7 @@ def _run_one(
         "encoder": spec.encoder, "seeds": list(seeds), "steps": training.get("steps"),
         "summary": spec.summary, "task": dataset.task.kind,
         "fingerprint": dataset.fingerprint(), "figures": spec.figures,
+        "columns": list(spec.columns),
     }
 
     def attempt(row: str, work: Any) -> Any:
@@ -605,6 +606,22 @@ def ordered_keys(rows: Sequence[Row], headline: str) -> tuple[list[str], list[st
     return first + [k for k in scores if k not in first], [k for k in keys if is_count(k)]
 
 
+def table_keys(rows: Sequence[Row], info: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(the bench table's columns, the folded details' columns) of one benchmark.
+
+    The table shows the headline and, where the benchmark names ``columns``
+    (:class:`~selfsup.components.BenchmarkSpec`), those metrics, each with its label
+    regimes; else every score. The details hold the other scores and the counts.
+    """
+    scores, counts = ordered_keys(rows, info.get("headline", ""))
+    wanted = set(info.get("columns") or ())
+    if not wanted:
+        return scores, counts
+    first = headline_keys(scores, info.get("headline", ""))
+    shown = first + [k for k in scores if k not in first and k.split("@")[0] in wanted]
+    return shown, [k for k in scores if k not in shown] + counts
+
+
 def _quality_keys(rows: Sequence[Row], headline: str = "", most: int = 4) -> list[str]:
     """The metrics worth plotting: scores, not counts such as ``n_train``; macro-F1
     only where there is no accuracy beside it (it then repeats the accuracy's story)."""
@@ -620,7 +637,7 @@ def markdown_table(result: BenchResult) -> str:
                   "seed; a first look, not the benchmark's numbers.", ""]
     for bench in dict.fromkeys(r.benchmark for r in result.rows):
         rows = [r for r in result.rows if r.benchmark == bench]
-        keys, counts = ordered_keys(rows, result.benchmarks.get(bench, {}).get("headline", ""))
+        keys, counts = table_keys(rows, result.benchmarks.get(bench, {}))
         lines += [f"### {bench}", ""]
         lines.append("| method | " + " | ".join(keys) + " | time (s) |")
         lines.append("| --- " * (len(keys) + 2) + "|")
@@ -629,7 +646,7 @@ def markdown_table(result: BenchResult) -> str:
             lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.seconds:.1f} |")
         lines.append("")
         if counts:
-            lines += ["<details><summary>counts</summary>", ""]
+            lines += ["<details><summary>other metrics and counts</summary>", ""]
             lines.append("| method | " + " | ".join(counts) + " |")
             lines.append("| --- " * (len(counts) + 1) + "|")
             for r in rows:

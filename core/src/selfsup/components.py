@@ -578,6 +578,11 @@ class BenchmarkSpec:
     gets the bench folder and this benchmark's result rows and returns titled
     matplotlib figures; it imports what it needs when called.
 
+    ``columns``: the metric keys, without label regime, that the bench table shows
+    after the headline (``("pose_metrics.rot_err", "pose_metrics.acc_10deg_10cm")``);
+    the other scores go to the table's folded details with the counts. Empty: every
+    score is shown.
+
     ``sanity``: :class:`Expect` conditions. A benchmark with any is a *sanity
     benchmark*: a setting where each method's paper assumption holds by
     construction, so its effect must show (a blind-spot denoiser on i.i.d. noise
@@ -605,6 +610,7 @@ class BenchmarkSpec:
     quick: Mapping[str, Any] = field(default_factory=dict)
     figures: str = ""
     sanity: tuple[Expect, ...] = ()
+    columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for fname in ("pretexts", "evaluators", "baselines"):
@@ -631,6 +637,9 @@ class BenchmarkSpec:
             if stray:
                 raise ValueError(f"{self.name}: BenchmarkSpec.{fname} names {stray}, which "
                                  f"the benchmark does not run; it runs {list(keys)}")
+        if isinstance(self.columns, str) or not all(isinstance(c, str) for c in self.columns):
+            raise TypeError(f"{self.name}: BenchmarkSpec.columns is a tuple of metric keys, "
+                            f"got {self.columns!r}")
         rows = {*self.pretexts, *(f"baseline:{b}" for b in self.baselines)}
         for expect in self.sanity:
             if not isinstance(expect, Expect):

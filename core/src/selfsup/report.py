@@ -44,6 +44,7 @@ from selfsup.bench import (
     markdown_table,
     mean_std,
     ordered_keys,
+    table_keys,
 )
 from selfsup.errors import RunFolderError
 
@@ -418,7 +419,7 @@ def _benchmark_section(bench: str, result: BenchResult, bench_dir: Path) -> list
     info = result.benchmarks.get(bench, {})
     rows = [r for r in result.rows if r.benchmark == bench]
     headline = info.get("headline", "")
-    keys, counts = ordered_keys(rows, headline)
+    keys, counts = table_keys(rows, info)
     heads = judged_keys(keys, headline)
     out = [f"<h2>{html.escape(bench)}</h2>"]
     if info.get("summary"):
@@ -435,7 +436,8 @@ def _benchmark_section(bench: str, result: BenchResult, bench_dir: Path) -> list
                + "</div>")
     details = [["method", *counts, "note"]]
     details += [[r.method, *[_fmt(r.metrics, k) for k in counts], r.note] for r in rows]
-    out.append("<details><summary>counts and notes</summary>" + _table(details) + "</details>")
+    out.append("<details><summary>other metrics, counts and notes</summary>" + _table(details)
+               + "</details>")
     figures: list[tuple[str, Any]] = []
     if heads:
         figures.append(("Headline, bars from zero (blue: pretexts, grey: baselines)",
