@@ -254,3 +254,21 @@ def test_kit_checks_the_stages_face() -> None:
     with pytest.raises(ConformanceError, match=r"the last of stages\(batch\) is \(8, 5\)"):
         check_plugin("bad", plugin=_plugin(_Vectors, lambda ds: _Stages(ds, False),
                                            faces=("embedding", "stages")))
+
+
+def test_a_benchmark_needs_train_steps_only_when_a_pretext_trains() -> None:
+    import pytest
+
+    from selfsup.components import BenchmarkSpec
+    from selfsup.plugins import Registry
+    from selfsup.testing import ConformanceError, check_benchmark
+
+    reg = Registry(plugins=[])
+    baselines_only = BenchmarkSpec(name="toy.baselines", dataset="core.digits",
+                                   encoder="core.mlp", pretexts=(),
+                                   evaluators=("core.linear_probe",), summary="toy")
+    check_benchmark(baselines_only, reg)  # every row a baseline: nothing to train
+    with pytest.raises(ConformanceError, match="must give 'steps'"):
+        check_benchmark(BenchmarkSpec(name="toy.pretext", dataset="core.digits",
+                                      encoder="core.mlp", pretexts=("core.simclr",),
+                                      evaluators=("core.linear_probe",), summary="toy"), reg)

@@ -427,8 +427,10 @@ def _benchmark_section(bench: str, result: BenchResult, bench_dir: Path) -> list
     shown = headline or (heads[0] if heads else "?")
     out.append(f"<p>Headline: <b>{html.escape(shown)}</b>, "
                f"{html.escape(info.get('direction', 'higher'))} is better; seeds "
-               f"{html.escape(str(info.get('seeds')))}, {info.get('steps')} pretraining steps."
-               "</p>")
+               f"{html.escape(str(info.get('seeds')))}, "
+               + (f"{info['steps']} pretraining steps." if info.get("steps") else
+                  "no pretraining (every row a baseline).")
+               + "</p>")
     table = [["method", *keys, "time (s)"]]
     table += [[r.method, *[_fmt(r.metrics, k) for k in keys], f"{r.seconds:.1f}"] for r in rows]
     out.append('<div class="wide">'
