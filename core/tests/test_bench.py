@@ -287,3 +287,33 @@ def test_a_benchmark_names_the_columns_its_table_shows() -> None:
     assert "pose.iou" not in table and "| method | pose.iou | pose.n_test |" in details
     result.benchmarks["toy.pose"]["columns"] = []  # every score
     assert "| pose.rot_err | pose.iou | time (s) |" in markdown_table(result)
+
+
+def test_a_baselines_val_choice_is_recorded_in_its_row(tmp_path: Path) -> None:
+    from selfsup import hookimpl
+    from selfsup.components import BaselineSpec, BenchmarkSpec
+
+    def tuned(ds: Any, ctx: Any) -> Any:
+        model = ctx.encoder_factory()
+        model.chosen = {"width": 3, "val_accuracy": {"3": 0.9, "5": 0.8}, "selected_on": "val"}
+        return model
+
+    class Toy:
+        @hookimpl
+        def register_baselines(self, register):  # type: ignore[no-untyped-def]
+            register(BaselineSpec("toy.tuned", tuned, ("vector",), "chooses on val"))
+
+        @hookimpl
+        def register_benchmarks(self, register):  # type: ignore[no-untyped-def]
+            register(BenchmarkSpec(
+                name="toy.digits", dataset="core.digits", encoder="core.mlp", pretexts=(),
+                evaluators=("core.knn",), summary="toy", baselines=("toy.tuned", "core.input")))
+
+    result = run_bench(tmp_path, benchmarks=["toy.digits"], registry=_toy_registry(Toy()),
+                       seeds=(0,))
+    by = {r.method: r for r in result.rows}
+    assert by["baseline:toy.tuned"].choices["width"] == 3
+    assert "chosen on val: width=3" in by["baseline:toy.tuned"].note
+    assert by["baseline:core.input"].choices == {}
+    saved = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert saved[0]["choices"]["val_accuracy"] == {"3": 0.9, "5": 0.8}

@@ -71,6 +71,8 @@ class Row:
     note: str = ""
     folder: str = ""  # the row's folder, relative to the bench folder
     uses_labels: bool = False  # a baseline trained on every train label (an upper reference)
+    #: what a baseline chose on the val split (its module's ``chosen``), e.g. a TV weight
+    choices: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -484,9 +486,10 @@ def _run_one(
         progress.start(spec.name, f"baseline {key}")
         folder = out / spec.name / f"baseline-{key}"
         notes: list[str] = []
+        choices: dict[str, Any] = {}
 
         def measure(k: str = key, f: Path = folder, notes: list[str] = notes,
-                    ) -> dict[str, float]:
+                    choices: dict[str, Any] = choices) -> dict[str, float]:
             bspec: BaselineSpec = registry.get("baseline", k)
             check_baseline(bspec, built, registry)
             with warnings.catch_warnings(record=True) as caught:
@@ -494,6 +497,11 @@ def _run_one(
                 model = bspec.build(dataset, context,
                                     **dict(spec.baseline_options.get(k, {}))).to(device)
             notes.extend(summarise_warnings(k, caught))
+            choices.update(_choices(model))
+            if choices.get("selected_on") == "val":
+                notes.append("chosen on val: " + ", ".join(
+                    f"{name}={value}" for name, value in choices.items()
+                    if name != "selected_on" and not isinstance(value, dict)))
             metrics = evaluate(model, built, ctx, notes=notes)
             _save_map(model if bspec.offers(EMBEDDING) else None, built, ctx, f)
             return metrics
@@ -503,8 +511,16 @@ def _run_one(
             result.rows.append(Row(spec.name, f"baseline:{key}", "baseline", metrics,
                                    time.perf_counter() - t0, note="; ".join(notes),
                                    folder=f"{spec.name}/baseline-{key}",
-                                   uses_labels=key in LABELLED_BASELINES))
+                                   uses_labels=key in LABELLED_BASELINES, choices=choices))
         progress.finish(spec.name, f"baseline {key}", time.perf_counter() - t0)
+
+
+def _choices(model: Any) -> dict[str, Any]:
+    """A baseline module's ``chosen`` (what it selected on the val split), JSON-safe."""
+    chosen = getattr(model, "chosen", None)
+    if not isinstance(chosen, Mapping):
+        return {}
+    return json.loads(json.dumps(dict(chosen), default=str))
 
 
 def _save_map(model: Any, built: Any, ctx: Any, folder: Path) -> None:

@@ -505,7 +505,10 @@ class BaselineSpec(_OffersFaces):
     encoder, or a field's classical method (fingerprints + forest, TV compressed
     sensing). ``context`` is a :class:`BaselineContext`. ``task_kinds``: the label
     kinds it needs (``"*"``: any). A baseline that does not apply to a dataset
-    raises :class:`selfsup.errors.NotApplicable` with the reason.
+    raises :class:`selfsup.errors.NotApplicable` with the reason. A baseline that
+    chooses a setting on the val split (a filter's strength) stores it on the module
+    as ``chosen = {"weight": 0.05, "selected_on": "val", ...}``; ``selfsup bench``
+    records it in the row (``choices`` in ``results.json``, and the note).
     """
 
     task_kinds: tuple[str, ...] = ("*",)
