@@ -35,7 +35,12 @@ channel minus its mean, divided by its standard deviation clamped at
 
 ``S2B``/``B2S`` is pixel-shuffle downsampling into the batch and back;
 ``ramp(t)`` grows linearly from 0 to 1 over the first ``ramp_fraction`` of
-training (200k of 500k iterations in the paper's code). Images whose sides are
+training (200k of 500k iterations in the paper's code). ``s_b`` trades two things:
+it must exceed the distance over which the noise is correlated, and the image must
+still be predictable from pixels ``s_b`` apart. The authors' 5 suits camera noise on
+120-pixel photo crops; on 64x64 CT slices with 1-pixel blurred noise it leaves C-BSN
+below its input, and 3 passes it by 2 dB (BENCHMARKS.md, Medical plugin, "C-BSN";
+the sanity benchmark ``medical.sanity_cbsn``). Images whose sides are
 not multiples of ``s_b`` (or ``s_i``) are cropped to them at a random offset for
 that term. Inference (``CBSNNet.dense``, the ``dense`` face) is the non-blind
 network on the full image, in data units.
@@ -247,7 +252,9 @@ def subsample(x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
 class CBSNConfig:
     """Options of :func:`build` (``medical.cbsn``); defaults are the authors' code's."""
 
-    blind_stride: int = option(5, positive_int, "s_b of the blind-spot loss")
+    blind_stride: int = option(5, positive_int,
+                               "s_b of the blind-spot loss: beyond the noise's "
+                               "correlation, within the image's detail (3 for 64x64 CT)")
     invariance_stride: int = option(2, positive_int, "s_i of the random subsampler")
     invariance_weight: float = option(2.0, non_negative, "lambda of the invariance loss")
     ramp_fraction: float = option(0.4, unit_interval,
