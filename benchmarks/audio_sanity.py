@@ -70,18 +70,23 @@ def run_pooling(args: argparse.Namespace) -> dict[str, Any]:
     ctx = EvalContext(seeds=(0,))
     encoders: list[tuple[str, nn.Module, float]] = [("flattened fbank", Flattened(), 0.0)]
     ast = _ast(dataset)
-    encoders += [("random-init AST, mean", ast, 0.0),
-                 ("random-init AST, concat", Concatenated(ast), 0.0)]
+    encoders += [
+        ("random-init AST, mean", ast, 0.0),
+        ("random-init AST, concat", Concatenated(ast), 0.0),
+    ]
     for key in args.pretexts:
         task = reg.get("pretext", key).build(_ast(dataset), dataset)
         run_dir = Path(tempfile.mkdtemp(prefix="audio_sanity_"))
-        config = TrainConfig(**{**TRAIN, "steps": args.steps, "progress": False,
-                                "checkpoint_every": 0})
+        config = TrainConfig(
+            **{**TRAIN, "steps": args.steps, "progress": False, "checkpoint_every": 0}
+        )
         start = time.perf_counter()
         Trainer(task, dataset, config, run_dir=run_dir).fit()
         seconds = time.perf_counter() - start
-        encoders += [(f"{key} {args.steps} steps, mean", task.encoder, seconds),
-                     (f"{key} {args.steps} steps, concat", Concatenated(task.encoder), seconds)]
+        encoders += [
+            (f"{key} {args.steps} steps, mean", task.encoder, seconds),
+            (f"{key} {args.steps} steps, concat", Concatenated(task.encoder), seconds),
+        ]
     rows: dict[str, Any] = {}
     print("| encoder | probe acc | probe acc @10% | train (s) | probe (s) |")
     print("| --- | --- | --- | --- | --- |")
@@ -91,10 +96,13 @@ def run_pooling(args: argparse.Namespace) -> dict[str, Any]:
         probe_s = time.perf_counter() - start
         acc = metrics["linear_probe.accuracy"]
         acc10 = metrics["linear_probe.accuracy@10%"]
-        rows[name] = {"accuracy": round(acc, 3), "accuracy@10%": round(acc10, 3),
-                      "train_s": round(seconds, 1), "probe_s": round(probe_s, 1)}
-        print(f"| {name} | {acc:.3f} | {acc10:.3f} | {seconds:.0f} | {probe_s:.0f} |",
-              flush=True)
+        rows[name] = {
+            "accuracy": round(acc, 3),
+            "accuracy@10%": round(acc10, 3),
+            "train_s": round(seconds, 1),
+            "probe_s": round(probe_s, 1),
+        }
+        print(f"| {name} | {acc:.3f} | {acc10:.3f} | {seconds:.0f} | {probe_s:.0f} |", flush=True)
     return rows
 
 
@@ -141,11 +149,16 @@ def run_supervised(args: argparse.Namespace) -> dict[str, Any]:
             loss.backward()
             opt.step()
         if epoch in args.report:
-            row = {"train": round(accuracy("train"), 3), "test": round(accuracy("test"), 3),
-                   "seconds": round(time.perf_counter() - start, 1)}
+            row = {
+                "train": round(accuracy("train"), 3),
+                "test": round(accuracy("test"), 3),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
             rows[f"{args.pool} {epoch}"] = row
-            print(f"| {epoch} | {row['train']:.3f} | {row['test']:.3f} | {row['seconds']:.0f} |",
-                  flush=True)
+            print(
+                f"| {epoch} | {row['train']:.3f} | {row['test']:.3f} | {row['seconds']:.0f} |",
+                flush=True,
+            )
     return rows
 
 
