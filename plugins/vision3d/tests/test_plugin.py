@@ -51,7 +51,9 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["baseline"]) == {"vision3d.fpfh", "vision3d.d2",
                                                   "vision3d.pca_box", "vision3d.pose_registration",
                                                   "vision3d.pose_synthetic_only"}
-    assert set(report.registered["benchmark"]) == {"vision3d.shapes", "vision3d.pose"}
+    assert set(report.registered["benchmark"]) == {"vision3d.shapes", "vision3d.pose",
+                                                   "vision3d.sanity_simclr",
+                                                   "vision3d.sanity_self_dpdn"}
 
 
 def test_faces_are_declared(registry: Registry) -> None:
@@ -105,3 +107,24 @@ def test_pose_benchmark_is_wired(registry: Registry) -> None:
         bench.train["steps"]
     assert bench.gpu_train["steps"] > bench.train["steps"]
     assert bench.quick["seconds"] > 0  # selfsup bench --budget needs it
+
+
+def test_sanity_benchmarks_are_wired(registry: Registry) -> None:
+    from selfsup.api import check_benchmark
+
+    names = {b.name for b in registry.benchmarks() if b.sanity and b.name.startswith("vision3d.")}
+    assert names == {"vision3d.sanity_simclr", "vision3d.sanity_self_dpdn"}
+    for name in sorted(names):
+        bench = registry.get("benchmark", name)
+        check_benchmark(bench, registry)
+        rows = set(bench.pretexts) | {f"baseline:{b}" for b in bench.baselines}
+        for expect in bench.sanity:
+            assert {expect.method, expect.beats} <= rows, (name, expect)
+            assert expect.margin > 0
+    # like for like: the synthetic-only row trains the pretext's steps, not its own 600
+    pose = registry.get("benchmark", "vision3d.sanity_self_dpdn")
+    assert pose.baseline_options["vision3d.pose_synthetic_only"]["steps"] == \
+        pose.train["steps"]
+    # SimCLR's assumption: the views keep the class (the vision3d.shapes views)
+    simclr = registry.get("benchmark", "vision3d.sanity_simclr")
+    assert simclr.dataset == "vision3d.shapes" and simclr.pretexts == ("core.simclr",)
