@@ -43,7 +43,24 @@ def test_check_plugin_passes(registry: Registry) -> None:
     assert set(report.registered["evaluator"]) == {"audio.retrieval"}
     assert set(report.registered["baseline"]) == {"audio.logmel_stats", "audio.mfcc"}
     assert set(report.registered["benchmark"]) == {"audio.kws", "audio.tagging",
-                                                   "audio.score_retrieval"}
+                                                   "audio.score_retrieval", *SANITY}
+
+
+#: issue 16's sanity benchmarks (``selfsup bench --sanity``)
+SANITY = ("audio.sanity_invariance", "audio.sanity_ssast")
+
+
+def test_sanity_benchmarks_compare_rows_they_run(registry: Registry) -> None:
+    for key in SANITY:
+        bench = registry.get("benchmark", key)
+        rows = {*bench.pretexts, *(f"baseline:{b}" for b in bench.baselines)}
+        assert bench.sanity, key
+        for expect in bench.sanity:
+            assert {expect.method, expect.beats} <= rows, (key, expect)
+            assert expect.margin > 0, (key, expect)
+    # without the crop, no view cuts an event out of a clip: the views keep the labels
+    invariance = registry.get("benchmark", "audio.sanity_invariance")
+    assert invariance.dataset_options["views"]["crop_min"] == 1.0
 
 
 def test_faces_are_declared(registry: Registry) -> None:
