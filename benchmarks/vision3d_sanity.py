@@ -157,14 +157,51 @@ def finetune(args: argparse.Namespace) -> None:
                 )
 
 
+#: vision3d.equivariant where its group action is exact: aligned complete clouds and
+#: views that only rotate (no scale, jitter, dropout or crop), so view 2 is R view 1
+CLEAN_EQUIVARIANT: dict[str, Any] = {
+    **ALIGNED_POINT_MAE,
+    "name": "vision3d.equivariant_clean",
+    "dataset": {
+        **ALIGNED_POINT_MAE["dataset"],
+        "views": {
+            "rotation": "so3",
+            "scale_min": 1.0,
+            "scale_max": 1.0,
+            "jitter": 0.0,
+            "dropout_max": 0.0,
+            "crop_prob": 0.0,
+        },
+    },
+    "pretext": {"name": "vision3d.equivariant"},
+    "training": {**ALIGNED_POINT_MAE["training"], "steps": 150, "warmup_steps": 15},
+    "evaluators": [{"name": "vision3d.rotation_r2"}],
+}
+SETTINGS = {"point_mae_aligned": ALIGNED_POINT_MAE, "equivariant_clean": CLEAN_EQUIVARIANT}
+
+
 def pretrain(args: argparse.Namespace) -> None:
     from selfsup.config import parse_experiment
     from selfsup.runner import run_experiment
 
+    setting = SETTINGS[args.setting]
     start = time.perf_counter()
-    result = run_experiment(parse_experiment(ALIGNED_POINT_MAE), args.run_dir)
+    result = run_experiment(parse_experiment(setting), args.run_dir)
     print(f"pretrained and exported to {args.run_dir} in {time.perf_counter() - start:.0f} s")
     print({k: v for k, v in result.get("metrics", {}).items() if "n_train" not in k})
+    if args.random_init:
+        reg = get_registry()
+        data = dict(setting["dataset"])
+        dataset = reg.get("dataset", data.pop("name")).build(**data)
+        arch = dict(setting["encoder"])
+        torch.manual_seed(args.init_seed)
+        model = reg.get("encoder", arch.pop("name")).build(dataset, **arch)
+        ctx = EvalContext(seeds=(0,))
+        metrics: dict[str, float] = {}
+        for ev in setting["evaluators"]:
+            options = {k: v for k, v in ev.items() if k != "name"}
+            metrics.update(reg.get("evaluator", ev["name"]).build(**options)(model, dataset, ctx))
+        print("random init", {k: v for k, v in metrics.items() if "n_train" not in k})
 
 
 def main() -> None:
@@ -176,6 +213,9 @@ def main() -> None:
     )
     t = sub.add_parser("pretrain", help="Point-MAE on aligned complete shapes, exported")
     t.add_argument("--run-dir", type=Path, required=True)
+    t.add_argument("--setting", choices=sorted(SETTINGS), default="point_mae_aligned")
+    t.add_argument("--random-init", action="store_true", help="also score a random init")
+    t.add_argument("--init-seed", type=int, default=0)
     f = sub.add_parser("finetune", help="core.finetune of Point-MAE and random init, by lr")
     f.add_argument("--lr", type=float, nargs="+", default=[1e-3])
     f.add_argument("--min-steps", type=int, nargs="+", default=[100])

@@ -53,7 +53,8 @@ def test_check_plugin_passes(registry: Registry) -> None:
                                                   "vision3d.pose_synthetic_only"}
     assert set(report.registered["benchmark"]) == {"vision3d.shapes", "vision3d.pose",
                                                    "vision3d.sanity_simclr",
-                                                   "vision3d.sanity_self_dpdn"}
+                                                   "vision3d.sanity_self_dpdn",
+                                                   "vision3d.sanity_equivariant"}
 
 
 def test_faces_are_declared(registry: Registry) -> None:
@@ -113,7 +114,8 @@ def test_sanity_benchmarks_are_wired(registry: Registry) -> None:
     from selfsup.api import check_benchmark
 
     names = {b.name for b in registry.benchmarks() if b.sanity and b.name.startswith("vision3d.")}
-    assert names == {"vision3d.sanity_simclr", "vision3d.sanity_self_dpdn"}
+    assert names == {"vision3d.sanity_simclr", "vision3d.sanity_self_dpdn",
+                     "vision3d.sanity_equivariant"}
     for name in sorted(names):
         bench = registry.get("benchmark", name)
         check_benchmark(bench, registry)
@@ -128,3 +130,8 @@ def test_sanity_benchmarks_are_wired(registry: Registry) -> None:
     # SimCLR's assumption: the views keep the class (the vision3d.shapes views)
     simclr = registry.get("benchmark", "vision3d.sanity_simclr")
     assert simclr.dataset == "vision3d.shapes" and simclr.pretexts == ("core.simclr",)
+    # the equivariant objective's: views that only rotate aligned complete clouds
+    equi = registry.get("benchmark", "vision3d.sanity_equivariant")
+    views = equi.dataset_options["views"]
+    assert views["scale_min"] == views["scale_max"] == 1.0
+    assert views["jitter"] == views["dropout_max"] == views["crop_prob"] == 0.0
