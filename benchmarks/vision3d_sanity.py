@@ -20,6 +20,11 @@ against a random-init transformer of the same architecture:
     OMP_NUM_THREADS=1 SELFSUP_PLUGINS=vision3d python benchmarks/vision3d_sanity.py \
         finetune --encoder RUN --lr 1e-3 1e-4
 
+``pretrain --setting equivariant_clean`` (and ``equivariant_clean_views``,
+``equivariant_no_scale``) trains ``vision3d.equivariant`` instead, scored by
+``vision3d.rotation_r2`` (``--random-init``: beside a random-init transformer), to
+find what stops its equivariant term in the ``vision3d.shapes`` benchmark.
+
 One thread; the random-init row is built with ``torch.manual_seed(--init-seed)``.
 """
 
@@ -177,7 +182,29 @@ CLEAN_EQUIVARIANT: dict[str, Any] = {
     "training": {**ALIGNED_POINT_MAE["training"], "steps": 150, "warmup_steps": 15},
     "evaluators": [{"name": "vision3d.rotation_r2"}],
 }
-SETTINGS = {"point_mae_aligned": ALIGNED_POINT_MAE, "equivariant_clean": CLEAN_EQUIVARIANT}
+#: the same clean views on the vision3d.shapes benchmark's clouds (random SO(3) poses,
+#: half partial scans): do the clouds or the views' distortions stop the term?
+CLEAN_VIEWS_BENCH_CLOUDS: dict[str, Any] = {
+    **CLEAN_EQUIVARIANT,
+    "name": "vision3d.equivariant_clean_views",
+    "dataset": {**CLEAN_EQUIVARIANT["dataset"], "rotation": "so3", "partial": 0.5},
+}
+#: the benchmark's clouds and views but for the per-axis scale (a view's only
+#: transformation besides the rotation that the group action does not model)
+NO_SCALE_VIEWS: dict[str, Any] = {
+    **CLEAN_VIEWS_BENCH_CLOUDS,
+    "name": "vision3d.equivariant_no_scale",
+    "dataset": {
+        **CLEAN_VIEWS_BENCH_CLOUDS["dataset"],
+        "views": {"scale_min": 1.0, "scale_max": 1.0},
+    },
+}
+SETTINGS = {
+    "point_mae_aligned": ALIGNED_POINT_MAE,
+    "equivariant_clean": CLEAN_EQUIVARIANT,
+    "equivariant_clean_views": CLEAN_VIEWS_BENCH_CLOUDS,
+    "equivariant_no_scale": NO_SCALE_VIEWS,
+}
 
 
 def pretrain(args: argparse.Namespace) -> None:
