@@ -47,7 +47,7 @@ def test_check_plugin_passes(registry: Registry) -> None:
 
 
 #: issue 16's sanity benchmarks (``selfsup bench --sanity``)
-SANITY = ("audio.sanity_invariance", "audio.sanity_ssast")
+SANITY = ("audio.sanity_invariance", "audio.sanity_ssast", "audio.sanity_ssast_finetune")
 
 
 def test_sanity_benchmarks_compare_rows_they_run(registry: Registry) -> None:
