@@ -231,6 +231,53 @@ def pretrain(args: argparse.Namespace) -> None:
         print("random init", {k: v for k, v in metrics.items() if "n_train" not in k})
 
 
+def positions(args: argparse.Namespace) -> None:
+    """Point-MAE's Chamfer loss with the encoder's states, and with the decoder given
+    only the centres' positions (states zeroed): if the two end alike, the hidden
+    patches are predictable from where the centres are, and the target gives the
+    encoder nothing to learn."""
+    from selfsup_vision3d.pretexts.point_mae import PointMAE, PointMAEConfig
+
+    reg = get_registry()
+    setting = SETTINGS[args.setting]
+    data = dict(setting["dataset"])
+    dataset = reg.get("dataset", data.pop("name")).build(**data)
+    clouds = torch.stack([dataset.pretrain_set()[i] for i in range(len(dataset.pretrain_set()))])
+    rows = []
+    for variant in ("encoder states + positions", "positions only"):
+        torch.manual_seed(args.init_seed)
+        arch = dict(setting["encoder"])
+        encoder = reg.get("encoder", arch.pop("name")).build(dataset, **arch)
+        task = PointMAE(encoder, PointMAEConfig(mask_ratio=setting["pretext"]["mask_ratio"]))
+        if variant == "positions only":
+            states_of = encoder.masked_tokens
+
+            def zeroed(batch: torch.Tensor, hide: torch.Tensor, f: Any = states_of) -> Any:
+                tokens = f(batch, hide)
+                return type(tokens)(torch.zeros_like(tokens.states), tokens.mask)
+
+            encoder.masked_tokens = zeroed  # type: ignore[method-assign]
+        opt = torch.optim.AdamW(task.parameters(), lr=1e-3, weight_decay=0.05)
+        gen = torch.Generator().manual_seed(0)
+        losses = []
+        start = time.perf_counter()
+        for step in range(args.steps):
+            for group in opt.param_groups:
+                group["lr"] = 1e-3 * min(1.0, (step + 1) / 30)
+            idx = torch.randint(len(clouds), (32,), generator=gen)
+            loss = task(clouds[idx], gen)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        tail = sum(losses[-50:]) / 50
+        rows.append((variant, losses[0], tail, time.perf_counter() - start))
+    print("| decoder input | Chamfer, step 1 | Chamfer, mean of the last 50 steps | s |")
+    print("| --- | --- | --- | --- |")
+    for variant, first, tail, secs in rows:
+        print(f"| {variant} | {first:.4f} | {tail:.4f} | {secs:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +290,10 @@ def main() -> None:
     t.add_argument("--setting", choices=sorted(SETTINGS), default="point_mae_aligned")
     t.add_argument("--random-init", action="store_true", help="also score a random init")
     t.add_argument("--init-seed", type=int, default=0)
+    q2 = sub.add_parser("positions", help="Point-MAE's loss with and without encoder states")
+    q2.add_argument("--setting", choices=sorted(SETTINGS), default="point_mae_aligned")
+    q2.add_argument("--steps", type=int, default=300)
+    q2.add_argument("--init-seed", type=int, default=0)
     f = sub.add_parser("finetune", help="core.finetune of Point-MAE and random init, by lr")
     f.add_argument("--lr", type=float, nargs="+", default=[1e-3])
     f.add_argument("--min-steps", type=int, nargs="+", default=[100])
@@ -257,7 +308,8 @@ def main() -> None:
         q.add_argument("--init-seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"pooling": pooling, "finetune": finetune, "pretrain": pretrain}[args.command](args)
+    {"pooling": pooling, "finetune": finetune, "pretrain": pretrain,
+     "positions": positions}[args.command](args)
 
 
 if __name__ == "__main__":
