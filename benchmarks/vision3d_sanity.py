@@ -269,7 +269,7 @@ def positions(args: argparse.Namespace) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         tail = sum(losses[-50:]) / 50
         rows.append((variant, losses[0], tail, time.perf_counter() - start))
     print("| decoder input | Chamfer, step 1 | Chamfer, mean of the last 50 steps | s |")
